@@ -1,0 +1,11 @@
+module github.com/hutchbox/hutch
+
+go 1.26.0
+
+require (
+	github.com/containerd/cgroups/v3 v3.1.3 // indirect
+	github.com/moby/sys/mountinfo v0.7.3 // indirect
+	github.com/moby/sys/userns v0.1.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)

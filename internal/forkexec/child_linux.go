@@ -1,0 +1,273 @@
+package forkexec
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// forkChild clones the sandbox's init. In the parent it returns init's pid
+// and pidfd. The child never returns: it becomes init, forks and executes
+// the command, and exits.
+//
+// Everything after the clone runs in a copy of the process with one thread
+// and a poisoned stack guard: no allocation, no stack growth, no write
+// barriers, no calls but raw system calls and the nosplit runtime hook.
+// All variables are declared up front so that the gotos stay legal.
+//
+//go:noinline
+//go:norace
+//go:nocheckptr
+func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
+	var (
+		r1      uintptr
+		err1    syscall.Errno
+		execErr syscall.Errno
+		idx     int32
+		i       int
+		o       *op
+		cmdPid  uintptr
+		exit    uintptr
+	)
+
+	syscall.ForkLock.Lock()
+	runtime_BeforeFork()
+	r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE,
+		c.cloneflags|unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD),
+		0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
+	if err1 != 0 || r1 != 0 {
+		// The parent.
+		runtime_AfterFork()
+		syscall.ForkLock.Unlock()
+		if err1 != 0 {
+			return 0, -1, err1
+		}
+		return int(r1), int(c.pidfd), 0
+	}
+
+	// The child: PID 1 of the new PID namespace.
+	runtime_AfterForkInChild()
+	exit = 1
+
+	// Keep only our own descriptors: the parent's other files (other
+	// sandboxes' pipes among them) must not stay open in here.
+	for i = 0; i < len(c.closeRange); i++ {
+		_, _, err1 = syscall.RawSyscall(unix.SYS_CLOSE_RANGE, c.closeRange[i][0], c.closeRange[i][1], 0)
+		if err1 != 0 {
+			idx = stageCloseInheriteds
+			goto fail
+		}
+	}
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+
+	// Wait for the go-ahead: by then the parent has put us in our cgroup
+	// and written our ID maps. EOF means the parent gave up on us.
+	for {
+		r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
+		if err1 != syscall.EINTR {
+			break
+		}
+	}
+	if err1 != 0 || r1 != 1 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+	}
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
+
+	if c.cgroupNS {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0)
+		if err1 != 0 {
+			idx = stageUnshareCgroup
+			goto fail
+		}
+	}
+
+	// Modes in the steps are exact.
+	syscall.RawSyscall(syscall.SYS_UMASK, 0, 0, 0)
+
+	for i = 0; i < len(c.ops); i++ {
+		o = &c.ops[i]
+		err1 = 0
+		switch o.kind {
+		case opMount:
+			_, _, err1 = syscall.RawSyscall6(syscall.SYS_MOUNT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)),
+				uintptr(unsafe.Pointer(o.c)), o.flags, uintptr(unsafe.Pointer(o.d)), 0)
+		case opMkdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
+			if err1 == syscall.EEXIST {
+				err1 = 0
+			}
+		case opEnsureDir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
+			if err1 == syscall.EEXIST {
+				_, _, err1 = syscall.RawSyscall6(unix.SYS_NEWFSTATAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+					uintptr(unsafe.Pointer(&c.stat)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+				if err1 == 0 && c.stat.Mode&unix.S_IFMT != unix.S_IFDIR {
+					err1 = syscall.ENOTDIR
+				}
+			}
+		case opTouch:
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+				unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uintptr(o.mode), 0, 0)
+			if err1 == 0 {
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opSymlink:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SYMLINKAT, uintptr(unsafe.Pointer(o.a)), atFdcwd, uintptr(unsafe.Pointer(o.b)))
+		case opChdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(o.a)), 0, 0)
+		case opPivotRoot:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_PIVOT_ROOT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)), 0)
+		case opUmount:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_UMOUNT2, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
+		case opRmdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_UNLINKAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), unix.AT_REMOVEDIR)
+		case opChmod:
+			_, _, err1 = syscall.RawSyscall6(syscall.SYS_FCHMODAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
+		case opSethostname:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETHOSTNAME, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
+		case opLoopbackUp:
+			r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+			if err1 == 0 {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_IOCTL, r1, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(&c.ifreq[0])))
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		default:
+			err1 = syscall.EINVAL
+		}
+		if err1 != 0 {
+			idx = int32(i)
+			goto fail
+		}
+	}
+
+	// Fork the command; init stays behind.
+	r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	if err1 != 0 {
+		idx = stageFork
+		goto fail
+	}
+	if r1 == 0 {
+		goto command
+	}
+	cmdPid = r1
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
+	for i = 0; i < 3; i++ {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.stdio[i]), 0, 0)
+	}
+	// Reap every process of the namespace until the command ends.
+	for {
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(&c.rep.Status)), 0,
+			uintptr(unsafe.Pointer(&c.rep.Rusage)), 0, 0)
+		if err1 == syscall.EINTR {
+			continue
+		}
+		if err1 != 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 2, 0, 0)
+		}
+		if r1 == cmdPid {
+			syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.statusW), uintptr(unsafe.Pointer(&c.rep)), unsafe.Sizeof(c.rep))
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+	}
+
+command:
+	exit = 127
+	_, _, err1 = syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0)
+	if err1 != 0 {
+		idx = stageSetsid
+		goto fail
+	}
+	if c.setCreds {
+		if len(c.groups) > 0 {
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETGROUPS, uintptr(len(c.groups)), uintptr(unsafe.Pointer(&c.groups[0])), 0)
+		} else {
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0)
+		}
+		if err1 != 0 {
+			idx = stageSetgroups
+			goto fail
+		}
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(c.gid), uintptr(c.gid), uintptr(c.gid))
+		if err1 != 0 {
+			idx = stageSetgid
+			goto fail
+		}
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(c.uid), uintptr(c.uid), uintptr(c.uid))
+		if err1 != 0 {
+			idx = stageSetuid
+			goto fail
+		}
+	}
+	for i = 0; i < len(c.rlimits); i++ {
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, c.rlimits[i].resource,
+			uintptr(unsafe.Pointer(&c.rlimits[i].lim)), 0, 0, 0)
+		if err1 != 0 {
+			idx = stageRlimit
+			goto fail
+		}
+	}
+	for i = 0; i < 3; i++ {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, uintptr(c.stdio[i]), uintptr(i), 0)
+		if err1 != 0 {
+			idx = stageStdio
+			goto fail
+		}
+	}
+	syscall.RawSyscall(syscall.SYS_UMASK, 0o022, 0, 0)
+	// A normal process starts with default signal dispositions and an
+	// empty mask, whatever the Go program had.
+	for i = 1; i <= 64; i++ {
+		if i == int(syscall.SIGKILL) || i == int(syscall.SIGSTOP) {
+			continue
+		}
+		syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(i), uintptr(unsafe.Pointer(&c.sigdfl)), 0, 8, 0, 0)
+	}
+	_, _, err1 = syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&c.sigmask)), 0, 8, 0, 0)
+	if err1 != 0 {
+		idx = stageSignals
+		goto fail
+	}
+	if c.noNewPrivs {
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)
+		if err1 != 0 {
+			idx = stageNoNewPrivs
+			goto fail
+		}
+	}
+	// Every descriptor above 2 closes on execve; the error pipe stays
+	// usable until then.
+	_, _, err1 = syscall.RawSyscall(unix.SYS_CLOSE_RANGE, 3, ^uintptr(0)>>32, unix.CLOSE_RANGE_CLOEXEC)
+	if err1 != 0 {
+		idx = stageCloseFds
+		goto fail
+	}
+	// As execvp: try each candidate; a missing one is skipped, a denied
+	// one remembered, anything else is final.
+	execErr = syscall.ENOENT
+	for i = 0; i < len(c.path) && c.path[i] != nil; i++ {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(c.path[i])),
+			uintptr(unsafe.Pointer(&c.argv[0])), uintptr(unsafe.Pointer(&c.envv[0])))
+		switch err1 {
+		case syscall.ENOENT, syscall.ENOTDIR:
+		case syscall.EACCES:
+			execErr = err1
+		default:
+			execErr = err1
+			i = len(c.path)
+		}
+	}
+	err1 = execErr
+	idx = stageExecve
+
+fail:
+	c.errBuf[0] = idx
+	c.errBuf[1] = int32(err1)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+	for {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, exit, 0, 0)
+	}
+}
+
+// atFdcwd is AT_FDCWD (-100) as a system call argument.
+const atFdcwd = ^uintptr(99)

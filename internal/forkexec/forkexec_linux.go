@@ -1,0 +1,486 @@
+package forkexec
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The runtime's fork hooks, kept for this use (see go.dev/issue/67401):
+// BeforeFork blocks signals and poisons the stack guard so that any stack
+// growth in the child crashes loudly instead of corrupting memory.
+
+//go:linkname runtime_BeforeFork syscall.runtime_BeforeFork
+func runtime_BeforeFork()
+
+//go:linkname runtime_AfterFork syscall.runtime_AfterFork
+func runtime_AfterFork()
+
+//go:linkname runtime_AfterForkInChild syscall.runtime_AfterForkInChild
+func runtime_AfterForkInChild()
+
+// Fixed stages of the child that are not setup steps. A step's failure is
+// reported with its index (>= 0); these are negative.
+const (
+	stageWaitParent     = -1
+	stageUnshareCgroup  = -2
+	stageFork           = -3
+	stageSetsid         = -4
+	stageRlimit         = -5
+	stageStdio          = -6
+	stageCloseFds       = -7
+	stageExecve         = -8
+	stageNoNewPrivs     = -9
+	stageSignals        = -10
+	stageSetgroups      = -11
+	stageSetgid         = -12
+	stageSetuid         = -13
+	stageCloseInheriteds = -14
+)
+
+var fixedStages = map[int32]string{
+	stageWaitParent:      "wait for parent",
+	stageUnshareCgroup:   "unshare cgroup namespace",
+	stageFork:            "fork command",
+	stageSetsid:          "setsid",
+	stageRlimit:          "setrlimit",
+	stageStdio:           "set up stdio",
+	stageCloseFds:        "close file descriptors",
+	stageExecve:          "execve",
+	stageNoNewPrivs:      "set no_new_privs",
+	stageSignals:         "reset signals",
+	stageSetgroups:       "setgroups",
+	stageSetgid:          "setgid",
+	stageSetuid:          "setuid",
+	stageCloseInheriteds: "close inherited file descriptors",
+}
+
+// Rlimit is a resource limit set on the command before execve.
+type Rlimit struct {
+	Resource int
+	Cur, Max uint64
+}
+
+// Config is everything the child needs. Start turns it into byte pointers
+// before the clone.
+type Config struct {
+	// Cloneflags are the CLONE_NEW* namespace flags for the clone.
+	Cloneflags uintptr
+	// CgroupNS makes the child unshare a cgroup namespace once the parent
+	// has placed it in its cgroup, so that the namespace is rooted there.
+	CgroupNS bool
+	// Steps run in order in the child, after the parent's go-ahead.
+	Steps []Step
+	// Path lists the candidate executables for Argv[0], tried in order as
+	// execvp does: the first one that is not missing is executed.
+	Path []string
+	// Argv and Env are the command's arguments and environment.
+	Argv []string
+	Env  []string
+	// Stdio are the parent's descriptors that become the command's 0, 1
+	// and 2. They must all be valid.
+	Stdio [3]*os.File
+	// Rlimits are applied to the command before execve.
+	Rlimits []Rlimit
+	// Uid, Gid and Groups are the credentials of the command, set when
+	// SetCredentials is true.
+	SetCredentials bool
+	Uid, Gid       uint32
+	Groups         []uint32
+	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS on the command.
+	NoNewPrivs bool
+}
+
+// StepError is a failure in the child between clone and execve.
+type StepError struct {
+	Stage string // what failed, e.g. "mount overlay" or "execve"
+	Path  string // what it acted on, when there is one
+	Err   syscall.Errno
+}
+
+func (e *StepError) Error() string {
+	if e.Path != "" {
+		return e.Stage + " " + e.Path + ": " + e.Err.Error()
+	}
+	return e.Stage + ": " + e.Err.Error()
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// op is a Step made ready for the child: strings as byte pointers.
+type op struct {
+	kind       opKind
+	a, b, c, d *byte
+	flags      uintptr
+	mode       uint32
+}
+
+// report is what init writes to the status pipe when the command ends.
+type report struct {
+	Status int32
+	_      int32
+	Rusage syscall.Rusage
+}
+
+// childData is all the child reads. It lives on the Go heap of the parent;
+// the child gets a copy of it with the rest of the address space and only
+// writes non-pointer fields of it.
+type childData struct {
+	cloneflags uintptr
+	cgroupNS   bool
+	ops        []op
+	path       []*byte
+	argv       []*byte
+	envv       []*byte
+	rlimits    []rlimit
+	closeRange [][2]uintptr
+	goR        int
+	errW       int
+	statusW    int
+	stdio      [3]int
+	setCreds   bool
+	uid, gid   uint32
+	groups     []uint32
+	noNewPrivs bool
+
+	// Written by the child, in its own copy.
+	errBuf   [2]int32
+	rep      report
+	stat     unix.Stat_t
+	ifreq    [40]byte
+	sigdfl   [4]uintptr // a kernel sigaction of SIG_DFL, no flags, empty mask
+	sigmask  uint64
+	pidfd    int32
+	readByte [1]byte
+}
+
+type rlimit struct {
+	resource uintptr
+	lim      unix.Rlimit
+}
+
+// Process is a started sandbox init.
+type Process struct {
+	// Pid is init's pid in the caller's PID namespace.
+	Pid int
+
+	steps   []Step
+	pidfd   int
+	goW     *os.File
+	errR    *os.File
+	statusR *os.File
+
+	mu     sync.Mutex
+	reaped bool
+}
+
+// Exit is how the command ended.
+type Exit struct {
+	// Reported is true when init saw the command end and reported it; it is
+	// false when init itself was killed first (a limit, a cancel).
+	Reported bool
+	Status   syscall.WaitStatus
+	Rusage   syscall.Rusage
+	// InitStatus is init's own wait status.
+	InitStatus syscall.WaitStatus
+}
+
+// Start clones the child. It waits, stopped before its setup, until
+// Release; the caller places it in its cgroup and writes its ID maps in
+// between. On error nothing is left behind.
+func Start(cfg *Config) (p *Process, err error) {
+	if len(cfg.Argv) == 0 || len(cfg.Path) == 0 {
+		return nil, errors.New("forkexec: no command")
+	}
+	c := &childData{
+		cloneflags: cfg.Cloneflags,
+		cgroupNS:   cfg.CgroupNS,
+		setCreds:   cfg.SetCredentials,
+		uid:        cfg.Uid,
+		gid:        cfg.Gid,
+		groups:     cfg.Groups,
+		noNewPrivs: cfg.NoNewPrivs,
+	}
+	if c.ops, err = compileSteps(cfg.Steps); err != nil {
+		return nil, err
+	}
+	if c.path, err = bytePtrs(cfg.Path); err != nil {
+		return nil, err
+	}
+	if c.argv, err = bytePtrs(cfg.Argv); err != nil {
+		return nil, err
+	}
+	if c.envv, err = bytePtrs(cfg.Env); err != nil {
+		return nil, err
+	}
+	for _, r := range cfg.Rlimits {
+		c.rlimits = append(c.rlimits, rlimit{uintptr(r.Resource), unix.Rlimit{Cur: r.Cur, Max: r.Max}})
+	}
+	copy(c.ifreq[:], "lo")
+	*(*uint16)(unsafe.Pointer(&c.ifreq[unix.IFNAMSIZ])) = unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING
+
+	// The child's stdio must not sit on 0, 1 or 2 where it would be
+	// overwritten by another one's dup3: move any that do.
+	var stdio [3]int
+	var tmp []int
+	defer func() {
+		for _, fd := range tmp {
+			unix.Close(fd)
+		}
+	}()
+	for i, f := range cfg.Stdio {
+		if f == nil {
+			return nil, fmt.Errorf("forkexec: stdio %d missing", i)
+		}
+		// Fd puts the file in blocking mode, as the command expects (and as
+		// os/exec does).
+		fd := int(f.Fd())
+		if fd < 3 {
+			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				return nil, os.NewSyscallError("fcntl", err)
+			}
+			tmp = append(tmp, nfd)
+			fd = nfd
+		}
+		stdio[i] = fd
+	}
+	c.stdio = stdio
+
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer goR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		goW.Close()
+		return nil, err
+	}
+	defer errW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		goW.Close()
+		errR.Close()
+		return nil, err
+	}
+	defer statusW.Close()
+	// The child's ends must block; the parent's stay with the poller.
+	c.goR, c.errW, c.statusW = int(goR.Fd()), int(errW.Fd()), int(statusW.Fd())
+	c.closeRange = closeRanges([]int{c.goR, c.errW, c.statusW, stdio[0], stdio[1], stdio[2]})
+
+	pid, pidfd, errno := forkChild(c)
+	if errno != 0 {
+		goW.Close()
+		errR.Close()
+		statusR.Close()
+		return nil, &StepError{Stage: "clone", Err: errno}
+	}
+	return &Process{
+		Pid:     pid,
+		pidfd:   pidfd,
+		steps:   cfg.Steps,
+		goW:     goW,
+		errR:    errR,
+		statusR: statusR,
+	}, nil
+}
+
+func compileSteps(steps []Step) ([]op, error) {
+	ops := make([]op, len(steps))
+	for i, s := range steps {
+		o := op{kind: s.kind, flags: s.flags, mode: s.mode}
+		if s.kind == opSethostname {
+			o.flags = uintptr(len(s.a))
+		}
+		var err error
+		for _, f := range []struct {
+			dst **byte
+			s   string
+		}{{&o.a, s.a}, {&o.b, s.b}, {&o.c, s.c}, {&o.d, s.d}} {
+			if f.s == "" {
+				continue
+			}
+			if *f.dst, err = syscall.BytePtrFromString(f.s); err != nil {
+				return nil, fmt.Errorf("forkexec: step %q: %w", s.Stage, err)
+			}
+		}
+		ops[i] = o
+	}
+	return ops, nil
+}
+
+func bytePtrs(ss []string) ([]*byte, error) {
+	p, err := syscall.SlicePtrFromStrings(ss)
+	if err != nil {
+		return nil, fmt.Errorf("forkexec: %w", err)
+	}
+	return p, nil
+}
+
+// closeRanges returns the ranges of descriptors to close so that only keep
+// stays open.
+func closeRanges(keep []int) [][2]uintptr {
+	keep = slices.Clone(keep)
+	slices.Sort(keep)
+	keep = slices.Compact(keep)
+	var r [][2]uintptr
+	next := 0
+	for _, k := range keep {
+		if k > next {
+			r = append(r, [2]uintptr{uintptr(next), uintptr(k - 1)})
+		}
+		next = k + 1
+	}
+	return append(r, [2]uintptr{uintptr(next), 0xffffffff})
+}
+
+// WriteIDMaps writes the child's user namespace ID maps, in the format of
+// /proc/PID/uid_map. setgroups is denied first when denySetgroups is set,
+// as an unprivileged writer must.
+func (p *Process) WriteIDMaps(uidMap, gidMap string, denySetgroups bool) error {
+	base := "/proc/" + strconv.Itoa(p.Pid) + "/"
+	if denySetgroups {
+		if err := os.WriteFile(base+"setgroups", []byte("deny"), 0); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(base+"uid_map", []byte(uidMap), 0); err != nil {
+		return err
+	}
+	return os.WriteFile(base+"gid_map", []byte(gidMap), 0)
+}
+
+// Release lets the child run its setup and start the command, and waits
+// until the command has been executed. A failure in the child comes back
+// as a *StepError, after the child has been killed and reaped. When ctx
+// ends first the child is killed and ctx's error returned.
+func (p *Process) Release(ctx context.Context) error {
+	_, err := p.goW.Write([]byte{1})
+	p.goW.Close()
+	if err != nil {
+		p.Close()
+		return fmt.Errorf("forkexec: releasing the child: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { p.errR.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	var buf [8]byte
+	n, err := io.ReadFull(p.errR, buf[:])
+	p.errR.Close()
+	switch {
+	case n == 0 && (err == io.EOF):
+		// Closed on execve: the command runs.
+		return nil
+	case n == len(buf):
+		idx := int32(nativeEndian.Uint32(buf[0:]))
+		errno := syscall.Errno(nativeEndian.Uint32(buf[4:]))
+		p.Close()
+		return p.stepError(idx, errno)
+	case ctx.Err() != nil:
+		p.Close()
+		return ctx.Err()
+	default:
+		p.Close()
+		return fmt.Errorf("forkexec: reading the child's setup status: %w", err)
+	}
+}
+
+func (p *Process) stepError(idx int32, errno syscall.Errno) error {
+	if idx >= 0 && int(idx) < len(p.steps) {
+		s := p.steps[idx]
+		return &StepError{Stage: s.Stage, Path: s.Path, Err: errno}
+	}
+	if name, ok := fixedStages[idx]; ok {
+		return &StepError{Stage: name, Err: errno}
+	}
+	return &StepError{Stage: "stage " + strconv.Itoa(int(idx)), Err: errno}
+}
+
+// Kill sends SIGKILL to init, which ends every process of its PID
+// namespace. It is safe after the process has been reaped.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return nil
+	}
+	err := unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+	if err == unix.ESRCH {
+		err = nil
+	}
+	return err
+}
+
+// Wait waits for the command to end and for init to exit, and reaps init.
+// When init reported, Exit.Reported is true and Status and Rusage are the
+// command's.
+func (p *Process) Wait() (*Exit, error) {
+	var ex Exit
+	var buf [unsafe.Sizeof(report{})]byte
+	n, err := io.ReadFull(p.statusR, buf[:])
+	p.statusR.Close()
+	if n == len(buf) {
+		rep := (*report)(unsafe.Pointer(&buf[0]))
+		ex.Reported = true
+		ex.Status = syscall.WaitStatus(rep.Status)
+		ex.Rusage = rep.Rusage
+	} else if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		p.Kill()
+	}
+	ws, werr := p.reap()
+	ex.InitStatus = ws
+	if werr != nil {
+		return nil, werr
+	}
+	return &ex, nil
+}
+
+// reap waits for init and closes its pidfd.
+func (p *Process) reap() (syscall.WaitStatus, error) {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(p.Pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		p.mu.Lock()
+		p.reaped = true
+		unix.Close(p.pidfd)
+		p.mu.Unlock()
+		if err != nil {
+			return ws, os.NewSyscallError("wait4", err)
+		}
+		return ws, nil
+	}
+}
+
+// Close kills and reaps the child if that has not happened yet and frees
+// what Start opened. It is for failure paths; it is idempotent.
+func (p *Process) Close() {
+	p.goW.Close()
+	p.errR.Close()
+	p.statusR.Close()
+	p.mu.Lock()
+	reaped := p.reaped
+	p.mu.Unlock()
+	if !reaped {
+		p.Kill()
+		p.reap()
+	}
+}
+
+var (
+	nativeEndian = binary.NativeEndian
+	aLongTimeAgo = time.Unix(1, 0)
+)

@@ -1,0 +1,110 @@
+package forkexec
+
+import "golang.org/x/sys/unix"
+
+// opKind is one kind of setup step the child knows how to run.
+type opKind uint8
+
+const (
+	opMount       opKind = iota + 1 // mount(a, b, c, flags, d)
+	opMkdir                         // mkdirat(a, mode); an existing entry is fine
+	opEnsureDir                     // mkdirat(a, mode); an existing entry must be a directory, not a link
+	opTouch                         // create the file a if missing (O_NOFOLLOW)
+	opSymlink                       // symlinkat(a, b): link b pointing to a
+	opChdir                         // chdir(a)
+	opPivotRoot                     // pivot_root(a, b)
+	opUmount                        // umount2(a, flags)
+	opRmdir                         // unlinkat(a, AT_REMOVEDIR)
+	opSethostname                   // sethostname(a)
+	opLoopbackUp                    // bring the lo interface up
+	opChmod                         // fchmodat(a, mode)
+)
+
+// Step is one step of the setup program the child runs in its new
+// namespaces before it starts the command. Steps are built with the
+// functions below; Stage and Path name the step in errors.
+type Step struct {
+	// Stage names the step in a *StepError, e.g. "mount overlay".
+	Stage string
+	// Path is the path the step acts on, reported in a *StepError.
+	Path string
+
+	kind       opKind
+	a, b, c, d string
+	flags      uintptr
+	mode       uint32
+}
+
+// Mount is mount(2) of source on target.
+func Mount(stage, source, target, fstype string, flags uintptr, data string) Step {
+	return Step{Stage: stage, Path: target, kind: opMount, a: source, b: target, c: fstype, d: data, flags: flags}
+}
+
+// Bind bind-mounts source onto target, recursively.
+func Bind(stage, source, target string) Step {
+	return Mount(stage, source, target, "", unix.MS_BIND|unix.MS_REC, "")
+}
+
+// Remount changes the flags of the mount at target; with MS_BIND in flags
+// it changes only the per-mount flags (read-only, nosuid, ...).
+func Remount(stage, target string, flags uintptr) Step {
+	return Mount(stage, "", target, "", unix.MS_REMOUNT|flags, "")
+}
+
+// Mkdir creates the directory path; an entry already there is fine.
+func Mkdir(stage, path string, mode uint32) Step {
+	return Step{Stage: stage, Path: path, kind: opMkdir, a: path, mode: mode}
+}
+
+// EnsureDir creates the directory path, or checks that what is there is a
+// directory and not a symbolic link (a link could point the mount that
+// follows anywhere).
+func EnsureDir(stage, path string, mode uint32) Step {
+	return Step{Stage: stage, Path: path, kind: opEnsureDir, a: path, mode: mode}
+}
+
+// Touch creates an empty file at path if nothing is there, without
+// following a symbolic link.
+func Touch(stage, path string, mode uint32) Step {
+	return Step{Stage: stage, Path: path, kind: opTouch, a: path, mode: mode}
+}
+
+// Symlink creates the symbolic link link pointing to target.
+func Symlink(stage, target, link string) Step {
+	return Step{Stage: stage, Path: link, kind: opSymlink, a: target, b: link}
+}
+
+// Chdir changes the working directory.
+func Chdir(stage, path string) Step {
+	return Step{Stage: stage, Path: path, kind: opChdir, a: path}
+}
+
+// PivotRoot makes newRoot the root and moves the old root to putOld.
+func PivotRoot(stage, newRoot, putOld string) Step {
+	return Step{Stage: stage, Path: newRoot, kind: opPivotRoot, a: newRoot, b: putOld}
+}
+
+// Umount is umount2(2).
+func Umount(stage, path string, flags uintptr) Step {
+	return Step{Stage: stage, Path: path, kind: opUmount, a: path, flags: flags}
+}
+
+// Rmdir removes an empty directory.
+func Rmdir(stage, path string) Step {
+	return Step{Stage: stage, Path: path, kind: opRmdir, a: path}
+}
+
+// Chmod sets the mode of path, following links.
+func Chmod(stage, path string, mode uint32) Step {
+	return Step{Stage: stage, Path: path, kind: opChmod, a: path, mode: mode}
+}
+
+// Sethostname sets the UTS namespace's hostname.
+func Sethostname(name string) Step {
+	return Step{Stage: "sethostname", Path: name, kind: opSethostname, a: name}
+}
+
+// LoopbackUp brings the network namespace's lo interface up.
+func LoopbackUp() Step {
+	return Step{Stage: "bring up lo", Path: "lo", kind: opLoopbackUp}
+}

@@ -1,0 +1,12 @@
+// Package rootfs describes the root filesystems a sandbox starts from.
+//
+// An [Image] is read-only: an ordered list of layer directories that become
+// the lower layers of an overlay mount, plus host paths bound read-only into
+// the tree. The sandbox adds a throwaway writable layer on top, so nothing a
+// sandboxed program does ever reaches the image.
+//
+// Two images come with the package: [Dir], a directory holding a root
+// filesystem (an unpacked busybox or Debian tree, say), and [Host], the
+// embedded default that presents the host's own /usr, /bin, /lib* and /sbin
+// read-only under a small generated /etc.
+package rootfs

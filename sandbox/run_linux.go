@@ -1,0 +1,508 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/internal/state"
+	"github.com/hutchbox/hutch/rootfs"
+	"golang.org/x/sys/unix"
+)
+
+// Why the parent killed a run; the first reason wins.
+const (
+	killNone int32 = iota
+	killWall
+	killOutput
+	killCanceled
+)
+
+// Run runs the command and waits for it to end.
+//
+// The error is nil whenever the command ran, whatever its status. It is a
+// *ConfigError for a bad argument, an error from the image's Resolve for
+// a bad image, a *SetupError when the sandbox could not be set up or the
+// command not executed, and the context's error (with a Result of status
+// Canceled) when ctx ended first. Nothing Run created outlives it.
+func (c *Cmd) Run(ctx context.Context) (*Result, error) {
+	if ctx == nil {
+		panic("sandbox: nil Context")
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	spec, err := c.Image.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: image: %w", err)
+	}
+	plan, err := c.plan(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r := &run{cmd: c, limits: c.Limits.withDefaults()}
+	return r.do(ctx, plan)
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Output == 0 {
+		l.Output = DefaultOutput
+	}
+	if l.Disk == 0 {
+		l.Disk = DefaultDisk
+	}
+	return l
+}
+
+// run is the state of one Cmd.Run.
+type run struct {
+	cmd    *Cmd
+	limits Limits
+	killed atomic.Int32
+	proc   *forkexec.Process
+}
+
+func (r *run) kill(reason int32) {
+	r.killed.CompareAndSwap(killNone, reason)
+	r.proc.Kill()
+}
+
+func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
+	c := r.cmd
+	// Files the parent must close once the child has its copies.
+	var childEnds []*os.File
+	closeChildEnds := func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+		childEnds = nil
+	}
+	defer closeChildEnds()
+
+	var stdin *os.File
+	var stdinW *os.File
+	switch in := c.Stdin.(type) {
+	case nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		stdin = f
+		childEnds = append(childEnds, f)
+	case *os.File:
+		stdin = in
+	default:
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		stdin, stdinW = pr, pw
+		childEnds = append(childEnds, pr)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return nil, err
+	}
+	childEnds = append(childEnds, outW)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return nil, err
+	}
+	childEnds = append(childEnds, errW)
+	parentEnds := []*os.File{outR, errR}
+	if stdinW != nil {
+		parentEnds = append(parentEnds, stdinW)
+	}
+	closeParentEnds := func() {
+		for _, f := range parentEnds {
+			f.Close()
+		}
+	}
+
+	cfg := plan.config
+	cfg.Stdio = [3]*os.File{stdin, outW, errW}
+	proc, err := forkexec.Start(&cfg)
+	closeChildEnds()
+	if err != nil {
+		closeParentEnds()
+		return nil, r.setupError(err)
+	}
+	r.proc = proc
+
+	start := time.Now()
+	if err := proc.Release(ctx); err != nil {
+		closeParentEnds()
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err
+		}
+		return nil, r.setupError(err)
+	}
+
+	// The command runs. Feed stdin, drain stdout and stderr.
+	if stdinW != nil {
+		go func() {
+			io.Copy(stdinW, c.Stdin)
+			stdinW.Close()
+		}()
+	}
+	var wg sync.WaitGroup
+	stdout := &capWriter{dst: c.Stdout, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
+	stderr := &capWriter{dst: c.Stderr, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
+	for _, p := range []struct {
+		w *capWriter
+		f *os.File
+	}{{stdout, outR}, {stderr, errR}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.w.drain(p.f)
+		}()
+	}
+
+	if r.limits.WallTime > 0 {
+		t := time.AfterFunc(r.limits.WallTime, func() { r.kill(killWall) })
+		defer t.Stop()
+	}
+	stop := context.AfterFunc(ctx, func() { r.kill(killCanceled) })
+	ex, waitErr := proc.Wait()
+	wall := time.Since(start)
+	stop()
+	// Every process of the namespace is gone, so the pipes are at EOF.
+	wg.Wait()
+	closeParentEnds()
+	if waitErr != nil {
+		return nil, waitErr
+	}
+	res := r.result(ex, wall)
+	res.Stdout, res.StdoutTruncated = stdout.buf, stdout.truncated
+	res.Stderr, res.StderrTruncated = stderr.buf, stderr.truncated
+	if err := stdout.err; err != nil {
+		return res, fmt.Errorf("sandbox: writing stdout: %w", err)
+	}
+	if err := stderr.err; err != nil {
+		return res, fmt.Errorf("sandbox: writing stderr: %w", err)
+	}
+	if res.Status == Canceled {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+// result turns the wait status into a Result.
+func (r *run) result(ex *forkexec.Exit, wall time.Duration) *Result {
+	res := &Result{ExitCode: -1, WallTime: wall}
+	ws := ex.InitStatus
+	if ex.Reported {
+		ws = ex.Status
+		ru := &ex.Rusage
+		res.CPUTime = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		res.MemoryPeak = ru.Maxrss * 1024
+	}
+	switch {
+	case ws.Exited():
+		res.ExitCode = ws.ExitStatus()
+	case ws.Signaled():
+		res.Signal = ws.Signal()
+	}
+	switch r.killed.Load() {
+	case killWall:
+		res.Status = WallTimeLimit
+	case killOutput:
+		res.Status = OutputLimit
+	case killCanceled:
+		res.Status = Canceled
+	default:
+		switch {
+		case ws.Exited() && ws.ExitStatus() == 0:
+			res.Status = OK
+		case ws.Exited():
+			res.Status = NonZeroExit
+		default:
+			res.Status = Signaled
+		}
+	}
+	return res
+}
+
+func (r *run) setupError(err error) error {
+	var se *forkexec.StepError
+	if errors.As(err, &se) {
+		return &SetupError{Stage: se.Stage, Path: se.Path, Err: se.Err}
+	}
+	return &SetupError{Stage: "start", Err: err}
+}
+
+// capWriter collects or forwards output up to a limit.
+type capWriter struct {
+	dst       io.Writer // nil: collect into buf
+	limit     int64
+	onLimit   func()
+	n         int64
+	buf       []byte
+	truncated bool
+	err       error
+}
+
+func (w *capWriter) drain(f *os.File) {
+	b := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(b)
+		if n > 0 {
+			w.write(b[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *capWriter) write(p []byte) {
+	if room := w.limit - w.n; int64(len(p)) > room {
+		p = p[:max(room, 0)]
+		if !w.truncated {
+			w.truncated = true
+			w.onLimit()
+		}
+	}
+	w.n += int64(len(p))
+	if len(p) == 0 {
+		return
+	}
+	if w.dst == nil {
+		w.buf = append(w.buf, p...)
+		return
+	}
+	if w.err == nil {
+		_, w.err = w.dst.Write(p)
+	}
+}
+
+// oldRootName is where the host's root sits inside the new root between
+// pivot_root and its detach.
+const oldRootName = ".hutch-old-root"
+
+// devices are bound from the host into the sandbox's /dev.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// plan is a run's prepared child configuration, without its stdio.
+type plan struct {
+	config forkexec.Config
+}
+
+// plan prepares everything the child will do.
+func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
+	limits := c.Limits.withDefaults()
+	if len(spec.Layers) == 0 {
+		return nil, fmt.Errorf("sandbox: image has no layers")
+	}
+	for _, l := range spec.Layers {
+		if !filepath.IsAbs(l) || strings.ContainsAny(l, ":,\\") {
+			return nil, fmt.Errorf("sandbox: image layer %q: must be an absolute path without ':', ',' or '\\'", l)
+		}
+	}
+	binds, err := resolveBinds(c.Binds)
+	if err != nil {
+		return nil, err
+	}
+	scratch, err := state.Ensure("mnt")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: state directory: %w", err)
+	}
+	var (
+		upper = scratch + "/upper"
+		work  = scratch + "/work"
+		root  = scratch + "/root"
+		tmp   = scratch + "/tmp"
+		old   = "/" + oldRootName
+		size  = fmt.Sprintf("size=%d", limits.Disk)
+	)
+	s := []forkexec.Step{
+		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
+		forkexec.Mount("mount scratch tmpfs", "tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"),
+		forkexec.Mkdir("create upper dir", upper, 0o755),
+		forkexec.Mkdir("create work dir", work, 0o755),
+		forkexec.Mkdir("create root dir", root, 0o755),
+		forkexec.Mkdir("create /tmp", tmp, 0o1777),
+		forkexec.Mount("mount overlay", "overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV,
+			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work),
+		forkexec.Chdir("enter root", root),
+		forkexec.EnsureDir("check /proc", "proc", 0o555),
+		forkexec.EnsureDir("check /dev", "dev", 0o755),
+		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
+		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
+		forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=65536"),
+	}
+	for _, d := range devices {
+		s = append(s,
+			forkexec.Touch("create /dev/"+d, "dev/"+d, 0o666),
+			forkexec.Bind("bind /dev/"+d, "/dev/"+d, "dev/"+d))
+	}
+	s = append(s,
+		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),
+		forkexec.Mount("mount /dev/shm", "tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"),
+		forkexec.Mkdir("create /dev/pts", "dev/pts", 0o755),
+		forkexec.Mount("mount /dev/pts", "devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+		forkexec.Symlink("link /dev/ptmx", "pts/ptmx", "dev/ptmx"),
+		forkexec.Symlink("link /dev/fd", "/proc/self/fd", "dev/fd"),
+		forkexec.Symlink("link /dev/stdin", "/proc/self/fd/0", "dev/stdin"),
+		forkexec.Symlink("link /dev/stdout", "/proc/self/fd/1", "dev/stdout"),
+		forkexec.Symlink("link /dev/stderr", "/proc/self/fd/2", "dev/stderr"),
+		forkexec.Bind("mount /tmp", tmp, "tmp"),
+		forkexec.Mkdir("create old root dir", oldRootName, 0o700),
+		forkexec.PivotRoot("pivot_root", ".", oldRootName),
+		forkexec.Chdir("enter new root", "/"),
+	)
+	// Binds run after pivot_root, so that their targets resolve inside
+	// the new root: a symbolic link in the image cannot aim one at the host.
+	for _, b := range append(imageBinds(spec.Binds), binds...) {
+		for _, d := range b.parents {
+			s = append(s, forkexec.Mkdir("create bind target", d, 0o755))
+		}
+		if b.dir {
+			s = append(s, forkexec.Mkdir("create bind target", b.Target, 0o755))
+		} else {
+			s = append(s, forkexec.Touch("create bind target", b.Target, 0o644))
+		}
+		s = append(s, forkexec.Bind("bind mount", old+b.Source, b.Target))
+		if !b.Writable {
+			s = append(s, forkexec.Remount("make bind read-only", b.Target,
+				unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|b.lockedFlags))
+		}
+	}
+	hostname := c.Hostname
+	if hostname == "" {
+		hostname = DefaultHostname
+	}
+	dir := c.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	s = append(s,
+		forkexec.Umount("detach old root", old, unix.MNT_DETACH),
+		forkexec.Rmdir("remove old root dir", old),
+		forkexec.Sethostname(hostname),
+		forkexec.LoopbackUp(),
+		forkexec.Chdir("chdir", dir),
+	)
+
+	env := c.Env
+	pathEnv := DefaultPath
+	hasPath := false
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv, hasPath = v, true
+		}
+	}
+	if !hasPath {
+		env = append(env[:len(env):len(env)], "PATH="+DefaultPath)
+	}
+	return &plan{config: forkexec.Config{
+		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
+		CgroupNS:   true,
+		Steps:      s,
+		Path:       lookPath(c.Args[0], pathEnv),
+		Argv:       c.Args,
+		Env:        env,
+	}}, nil
+}
+
+// lookPath lists the candidates for argv0 in order, as execvp tries them.
+func lookPath(argv0, pathEnv string) []string {
+	if strings.Contains(argv0, "/") {
+		return []string{argv0}
+	}
+	var out []string
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		out = append(out, d+"/"+argv0)
+	}
+	return out
+}
+
+type resolvedBind struct {
+	Bind
+	dir         bool
+	parents     []string
+	lockedFlags uintptr
+}
+
+// imageBinds are the image's own binds; their targets exist in the image.
+func imageBinds(binds []rootfs.Bind) []resolvedBind {
+	out := make([]resolvedBind, 0, len(binds))
+	for _, b := range binds {
+		rb := resolvedBind{Bind: b, dir: true}
+		if fi, err := os.Stat(b.Source); err == nil {
+			rb.dir = fi.IsDir()
+		}
+		rb.lockedFlags = lockedFlags(b.Source)
+		out = append(out, rb)
+	}
+	return out
+}
+
+// resolveBinds checks the caller's binds and makes their sources
+// symlink-free, so that they mean in the child what they mean here.
+func resolveBinds(binds []Bind) ([]resolvedBind, error) {
+	var out []resolvedBind
+	for _, b := range binds {
+		src, err := filepath.EvalSymlinks(b.Source)
+		if err != nil {
+			return nil, &ConfigError{Field: "Binds", Reason: err.Error()}
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, &ConfigError{Field: "Binds", Reason: err.Error()}
+		}
+		target := filepath.Clean(b.Target)
+		rb := resolvedBind{Bind: Bind{Source: src, Target: target, Writable: b.Writable}, dir: fi.IsDir()}
+		for p := filepath.Dir(target); p != "/"; p = filepath.Dir(p) {
+			rb.parents = append([]string{p}, rb.parents...)
+		}
+		rb.lockedFlags = lockedFlags(src)
+		out = append(out, rb)
+	}
+	return out, nil
+}
+
+// lockedFlags are the mount flags of the mount holding path that a
+// read-only remount of a bind of it must keep (in a user namespace the
+// kernel refuses to clear them).
+func lockedFlags(path string) uintptr {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0
+	}
+	var f uintptr
+	for _, m := range []struct{ st, ms uintptr }{
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&m.st != 0 {
+			f |= m.ms
+		}
+	}
+	return f
+}
+

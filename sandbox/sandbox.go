@@ -1,0 +1,252 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hutchbox/hutch/rootfs"
+)
+
+// Defaults applied where a Limits field is zero.
+const (
+	// DefaultOutput caps each of stdout and stderr.
+	DefaultOutput = 64 << 20
+	// DefaultDisk bounds the sandbox's writable layer (and /tmp, /dev/shm).
+	DefaultDisk = 256 << 20
+	// DefaultHostname is the hostname inside the sandbox.
+	DefaultHostname = "hutch"
+	// DefaultPath is the PATH of a command whose Env sets none.
+	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// Limits bound what a run may use. A zero field means its documented
+// default; a negative one is an error.
+type Limits struct {
+	// WallTime is the longest the command may run, from its start to its
+	// end. Zero means no limit of its own: the context still applies.
+	WallTime time.Duration
+	// Output caps each of stdout and stderr in bytes. Past the cap the
+	// command is killed and the run ends as OutputLimit; what was read up
+	// to the cap is kept. Zero means DefaultOutput.
+	Output int64
+	// Disk bounds the writable layer in bytes: the files the command
+	// writes anywhere in its root, in /tmp or in /dev/shm each count
+	// against a tmpfs of this size. Zero means DefaultDisk.
+	Disk int64
+}
+
+// Bind makes a host path visible inside the sandbox, read-only unless
+// Writable is set. Source must exist; Target is created when missing.
+type Bind = rootfs.Bind
+
+// Cmd describes one sandboxed run. Only Image and Args are required.
+type Cmd struct {
+	// Image is the read-only root filesystem, e.g. rootfs.Host() or
+	// rootfs.Dir(path).
+	Image rootfs.Image
+	// Args is the command and its arguments. Args[0] is looked up in the
+	// sandbox's PATH unless it contains a slash.
+	Args []string
+	// Limits bound the run.
+	Limits Limits
+	// Env is the command's whole environment, as "KEY=value" strings.
+	// Nothing of the caller's environment is passed; PATH is DefaultPath
+	// unless Env sets it.
+	Env []string
+	// Dir is the working directory inside the sandbox, an absolute path.
+	// Empty means "/".
+	Dir string
+	// Stdin is the command's standard input; nil means /dev/null. An
+	// *os.File is passed to the command as is; any other reader is copied
+	// through a pipe by a goroutine, which Run does not wait for if the
+	// reader blocks after the command has ended.
+	Stdin io.Reader
+	// Stdout and Stderr, when set, receive the command's output as it
+	// comes (up to Limits.Output) instead of Result.Stdout and
+	// Result.Stderr. Run returns only once everything was written.
+	Stdout, Stderr io.Writer
+	// Hostname is the sandbox's hostname. Empty means DefaultHostname.
+	Hostname string
+	// Binds are host paths made visible in the sandbox.
+	Binds []Bind
+}
+
+// Run runs args in a sandbox built from img, with the given limits, and
+// waits for it to end. It is a short form of Cmd.Run.
+func Run(ctx context.Context, img rootfs.Image, args []string, limits Limits) (*Result, error) {
+	return (&Cmd{Image: img, Args: args, Limits: limits}).Run(ctx)
+}
+
+// Status says how a run ended.
+type Status int
+
+// The statuses. When several apply, the first in this list wins: a run
+// killed for its wall time is WallTimeLimit, not Signaled.
+const (
+	// OK: the command exited with code 0.
+	OK Status = iota
+	// NonZeroExit: the command exited with a code other than 0.
+	NonZeroExit
+	// Signaled: the command was ended by a signal it did not get from a
+	// limit (its own abort(), a kill from inside the sandbox).
+	Signaled
+	// WallTimeLimit: the command ran past Limits.WallTime and was killed.
+	WallTimeLimit
+	// OutputLimit: the command wrote more than Limits.Output to stdout or
+	// stderr and was killed.
+	OutputLimit
+	// Canceled: the context ended first and the command was killed. Run
+	// then also returns the context's error.
+	Canceled
+)
+
+var statusNames = [...]string{
+	OK:            "ok",
+	NonZeroExit:   "nonzero_exit",
+	Signaled:      "signaled",
+	WallTimeLimit: "wall_time_limit",
+	OutputLimit:   "output_limit",
+	Canceled:      "canceled",
+}
+
+// String returns the status in snake_case, as in JSON results.
+func (s Status) String() string {
+	if s >= 0 && int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// MarshalText encodes the status as its snake_case name.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes a snake_case status name.
+func (s *Status) UnmarshalText(b []byte) error {
+	for i, n := range statusNames {
+		if n == string(b) {
+			*s = Status(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("sandbox: unknown status %q", b)
+}
+
+// Result is how a run ended and what it used.
+type Result struct {
+	Status Status
+	// ExitCode is the command's exit code when it exited, else -1.
+	ExitCode int
+	// Signal is the signal that ended the command, when one did.
+	Signal syscall.Signal
+	// WallTime is the time from the command's start to its end.
+	WallTime time.Duration
+	// CPUTime is user plus system CPU time of the command and the
+	// children it waited for, from wait4's rusage.
+	CPUTime time.Duration
+	// MemoryPeak is the peak resident set size in bytes of the command or
+	// its largest waited-for child, from wait4's rusage.
+	MemoryPeak int64
+	// Stdout and Stderr are what the command wrote, up to Limits.Output
+	// each, unless Cmd.Stdout or Cmd.Stderr received it.
+	Stdout, Stderr []byte
+	// StdoutTruncated and StderrTruncated are set when output past the
+	// cap was dropped.
+	StdoutTruncated, StderrTruncated bool
+}
+
+// SetupError is a failure between the clone and the command's execve: a
+// mount, pivot_root, or the execve itself. Err is the errno, so
+// errors.Is(err, fs.ErrNotExist) holds for a command that does not exist.
+type SetupError struct {
+	// Stage names the step, e.g. "mount overlay", "pivot_root", "execve".
+	Stage string
+	// Path is what the step acted on, when there is one.
+	Path string
+	Err  error
+}
+
+func (e *SetupError) Error() string {
+	if e.Path != "" {
+		return "sandbox: " + e.Stage + " " + e.Path + ": " + e.Err.Error()
+	}
+	return "sandbox: " + e.Stage + ": " + e.Err.Error()
+}
+
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// ConfigError is a bad argument, found before anything is created. It
+// matches fs.ErrInvalid with errors.Is.
+type ConfigError struct {
+	Field  string // e.g. "Args", "Limits.WallTime"
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "sandbox: invalid " + e.Field + ": " + e.Reason }
+
+func (e *ConfigError) Unwrap() error { return fs.ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// validate checks the parts of c that need no system call.
+func (c *Cmd) validate() error {
+	if c.Image == nil {
+		return invalid("Image", "nil")
+	}
+	if len(c.Args) == 0 || c.Args[0] == "" {
+		return invalid("Args", "empty command")
+	}
+	for _, a := range c.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return invalid("Args", "NUL byte in %q", a)
+		}
+	}
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{
+		{"Limits.WallTime", int64(c.Limits.WallTime)},
+		{"Limits.Output", c.Limits.Output},
+		{"Limits.Disk", c.Limits.Disk},
+	} {
+		if l.v < 0 {
+			return invalid(l.name, "negative (%d)", l.v)
+		}
+	}
+	if c.Limits.Disk != 0 && c.Limits.Disk < 64<<10 {
+		return invalid("Limits.Disk", "%d bytes is below the 64 KiB minimum", c.Limits.Disk)
+	}
+	for _, e := range c.Env {
+		if !strings.Contains(e, "=") || strings.IndexByte(e, 0) >= 0 || strings.HasPrefix(e, "=") {
+			return invalid("Env", "%q is not KEY=value", e)
+		}
+	}
+	if c.Dir != "" && !path.IsAbs(c.Dir) {
+		return invalid("Dir", "%q is not absolute", c.Dir)
+	}
+	if len(c.Hostname) > 64 || strings.ContainsAny(c.Hostname, "\x00/ ") {
+		return invalid("Hostname", "%q is not a valid hostname", c.Hostname)
+	}
+	for _, b := range c.Binds {
+		if !path.IsAbs(b.Source) {
+			return invalid("Binds", "source %q is not absolute", b.Source)
+		}
+		t := path.Clean(b.Target)
+		if !path.IsAbs(b.Target) || t == "/" {
+			return invalid("Binds", "target %q must be an absolute path below /", b.Target)
+		}
+		for _, reserved := range []string{"/proc", "/dev", "/" + oldRootName} {
+			if t == reserved || strings.HasPrefix(t, reserved+"/") {
+				return invalid("Binds", "target %q is reserved", b.Target)
+			}
+		}
+	}
+	return nil
+}

@@ -245,7 +245,11 @@ func (r *run) result(ex *forkexec.Exit, wall time.Duration) *Result {
 func (r *run) setupError(err error) error {
 	var se *forkexec.StepError
 	if errors.As(err, &se) {
-		return &SetupError{Stage: se.Stage, Path: se.Path, Err: se.Err}
+		path := se.Path
+		if se.Stage == "execve" {
+			path = r.cmd.Args[0]
+		}
+		return &SetupError{Stage: se.Stage, Path: path, Err: se.Err}
 	}
 	return &SetupError{Stage: "start", Err: err}
 }

@@ -1,0 +1,223 @@
+// Command hutch runs commands in sandboxes from the command line, over the
+// same API a Go program uses (package sandbox).
+//
+//	hutch run [flags] -- CMD [ARG...]
+//
+// It passes stdin, stdout and stderr through and exits with the command's
+// exit code, 128+N when signal N ended it, and 125 when hutch itself
+// failed (a bad flag, an image that does not exist, a setup error).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hutchbox/hutch/rootfs"
+	"github.com/hutchbox/hutch/sandbox"
+)
+
+// exitHutch is the exit code for an error of hutch itself, as docker run.
+const exitHutch = 125
+
+func main() {
+	os.Exit(mainErr(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `hutch runs commands in sandboxes.
+
+Usage:
+  hutch run [flags] -- CMD [ARG...]   run a command in a sandbox
+  hutch help                          show this help
+
+Run "hutch run -h" for the flags of run.
+`
+
+func mainErr(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "hutch: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hutch run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		image    = fs.String("image", "host", "root filesystem: a directory, or `host` for the host's /usr, /bin, /lib* under a generated /etc")
+		wall     = fs.String("wall", "", "wall-clock limit, e.g. 5s or 1m (default none)")
+		output   = fs.String("output", "", "cap on each of stdout and stderr, e.g. 1M (default 64M)")
+		disk     = fs.String("disk", "", "size of the writable layer, e.g. 256M (default 256M)")
+		hostname = fs.String("hostname", "", "hostname in the sandbox (default hutch)")
+		workdir  = fs.String("workdir", "", "working directory in the sandbox (default /)")
+		result   = fs.String("result", "", "write the result as JSON to `FILE`")
+		envs     listFlag
+		binds    listFlag
+	)
+	fs.Var(&envs, "env", "set `K=V` in the environment (repeatable)")
+	fs.Var(&binds, "bind", "bind a host path, `SRC:DST[:rw]`, read-only unless :rw (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: hutch run [flags] -- CMD [ARG...]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitHutch
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "hutch: "+format+"\n", a...)
+		return exitHutch
+	}
+	if fs.NArg() == 0 {
+		return fail("run: no command given (hutch run [flags] -- CMD [ARG...])")
+	}
+	cmd := &sandbox.Cmd{
+		Args:     fs.Args(),
+		Env:      envs,
+		Dir:      *workdir,
+		Hostname: *hostname,
+		Stdin:    stdin,
+		Stdout:   stdout,
+		Stderr:   stderr,
+	}
+	if *image == "host" {
+		cmd.Image = rootfs.Host()
+	} else {
+		cmd.Image = rootfs.Dir(*image)
+	}
+	var err error
+	if cmd.Limits.WallTime, err = parseDuration(*wall); err != nil {
+		return fail("--wall: %v", err)
+	}
+	if cmd.Limits.Output, err = parseSize(*output); err != nil {
+		return fail("--output: %v", err)
+	}
+	if cmd.Limits.Disk, err = parseSize(*disk); err != nil {
+		return fail("--disk: %v", err)
+	}
+	for _, b := range binds {
+		bind, err := parseBind(b)
+		if err != nil {
+			return fail("--bind: %v", err)
+		}
+		cmd.Binds = append(cmd.Binds, bind)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := cmd.Run(ctx)
+	if res != nil && *result != "" {
+		b, jerr := json.MarshalIndent(res, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(*result, append(b, '\n'), 0o644)
+		}
+		if jerr != nil {
+			fmt.Fprintf(stderr, "hutch: --result: %v\n", jerr)
+		}
+	}
+	if err != nil && res == nil {
+		return fail("%v", err)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hutch: %v\n", err)
+	}
+	switch res.Status {
+	case sandbox.WallTimeLimit, sandbox.OutputLimit:
+		fmt.Fprintf(stderr, "hutch: %s\n", strings.ReplaceAll(res.Status.String(), "_", " "))
+	}
+	return exitCode(res)
+}
+
+// exitCode is the process exit code for a result, as a shell reports it.
+func exitCode(res *sandbox.Result) int {
+	if res.Signal != 0 {
+		return 128 + int(res.Signal)
+	}
+	if res.ExitCode >= 0 {
+		return res.ExitCode
+	}
+	return exitHutch
+}
+
+// parseDuration accepts Go durations ("1.5s", "2m") and plain seconds ("2").
+func parseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+// parseSize accepts bytes with an optional K, M, G or T suffix (powers of
+// 1024), e.g. "512K", "1M", "1.5G", "4096".
+func parseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 512K, 64M, 1G)", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// parseBind parses SRC:DST[:rw|:ro].
+func parseBind(s string) (sandbox.Bind, error) {
+	parts := strings.Split(s, ":")
+	b := sandbox.Bind{}
+	switch {
+	case len(parts) == 2:
+	case len(parts) == 3 && (parts[2] == "rw" || parts[2] == "ro"):
+		b.Writable = parts[2] == "rw"
+	default:
+		return b, fmt.Errorf("%q is not SRC:DST[:rw]", s)
+	}
+	b.Source, b.Target = parts[0], parts[1]
+	if b.Source == "" || b.Target == "" {
+		return b, fmt.Errorf("%q is not SRC:DST[:rw]", s)
+	}
+	return b, nil
+}

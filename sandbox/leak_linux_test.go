@@ -1,0 +1,139 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hutchbox/hutch/internal/state"
+	"github.com/hutchbox/hutch/sandbox"
+)
+
+// snapshot is what a run could leak: mounts, processes, descriptors and
+// files in the state directory.
+type snapshot struct {
+	mounts, children, fds, stateEntries int
+}
+
+func takeSnapshot(t *testing.T) snapshot {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	var entries int
+	filepath.Walk(state.Dir(), func(string, os.FileInfo, error) error { entries++; return nil })
+	return snapshot{
+		mounts:       strings.Count(string(mi), "\n"),
+		children:     countChildren(t),
+		fds:          len(fds),
+		stateEntries: entries,
+	}
+}
+
+// countChildren counts the processes whose parent is this one.
+func countChildren(t *testing.T) int {
+	t.Helper()
+	procs, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	me := fmt.Sprint(os.Getpid())
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == me {
+			n++
+		}
+	}
+	return n
+}
+
+func TestNothingLeaks(t *testing.T) {
+	img, _ := busybox(t)
+	// Warm up: the state directory and the runtime's own threads and
+	// descriptors settle after the first runs.
+	sh(t, img, "true")
+	before := takeSnapshot(t)
+
+	kinds := []func() error{
+		func() error { // ok
+			_, err := sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{})
+			return err
+		},
+		func() error { // daemonized grandchild and a wall-time kill
+			_, err := sandbox.Run(context.Background(), img, []string{"sh", "-c", "setsid sleep 100 & sleep 100"}, sandbox.Limits{WallTime: 50 * time.Millisecond})
+			return err
+		},
+		func() error { // output flood
+			_, err := sandbox.Run(context.Background(), img, []string{"yes"}, sandbox.Limits{Output: 64 << 10})
+			return err
+		},
+		func() error { // setup error
+			_, err := sandbox.Run(context.Background(), img, []string{"no-such-command"}, sandbox.Limits{})
+			if err == nil {
+				return fmt.Errorf("missing command ran")
+			}
+			return nil
+		},
+		func() error { // cancel
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			sandbox.Run(ctx, img, []string{"sleep", "100"}, sandbox.Limits{})
+			return nil
+		},
+		func() error { // bad argument
+			sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{Disk: -1})
+			return nil
+		},
+		func() error { // stdin from a reader the command never reads
+			_, err := (&sandbox.Cmd{Image: img, Args: []string{"true"}, Stdin: strings.NewReader(strings.Repeat("x", 1<<20))}).Run(context.Background())
+			return err
+		},
+	}
+	n := 300
+	if testing.Short() {
+		n = 60
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 4)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := kinds[i%len(kinds)](); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// The stdin copier of a reader that was never drained may still be
+	// finishing; give goroutines a moment, then compare.
+	var after snapshot
+	for range 50 {
+		after = takeSnapshot(t)
+		if after == before {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Equal(t, before, after)
+}

@@ -5,8 +5,9 @@
 // the tree. The sandbox adds a throwaway writable layer on top, so nothing a
 // sandboxed program does ever reaches the image.
 //
-// Two images come with the package: [Dir], a directory holding a root
-// filesystem (an unpacked busybox or Debian tree, say), and [Host], the
-// embedded default that presents the host's own /usr, /bin, /lib* and /sbin
-// read-only under a small generated /etc.
+// Three images come with the package: [Dir], a directory holding a root
+// filesystem (an unpacked busybox or Debian tree, say); [Layers], several
+// such directories stacked; and [Host], the embedded default that presents
+// the host's own /usr, /bin, /lib* and /sbin read-only under a small
+// generated /etc.
 package rootfs

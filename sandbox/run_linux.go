@@ -509,4 +509,3 @@ func lockedFlags(path string) uintptr {
 	}
 	return f
 }
-

@@ -60,6 +60,9 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	// init is a copy of the caller's whole address space: keep the
+	// command from reading it through /proc/1/mem or ptrace.
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
 
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
 	// and written our ID maps. EOF means the parent gave up on us.

@@ -33,19 +33,19 @@ func runtime_AfterForkInChild()
 // Fixed stages of the child that are not setup steps. A step's failure is
 // reported with its index (>= 0); these are negative.
 const (
-	stageWaitParent     = -1
-	stageUnshareCgroup  = -2
-	stageFork           = -3
-	stageSetsid         = -4
-	stageRlimit         = -5
-	stageStdio          = -6
-	stageCloseFds       = -7
-	stageExecve         = -8
-	stageNoNewPrivs     = -9
-	stageSignals        = -10
-	stageSetgroups      = -11
-	stageSetgid         = -12
-	stageSetuid         = -13
+	stageWaitParent      = -1
+	stageUnshareCgroup   = -2
+	stageFork            = -3
+	stageSetsid          = -4
+	stageRlimit          = -5
+	stageStdio           = -6
+	stageCloseFds        = -7
+	stageExecve          = -8
+	stageNoNewPrivs      = -9
+	stageSignals         = -10
+	stageSetgroups       = -11
+	stageSetgid          = -12
+	stageSetuid          = -13
 	stageCloseInheriteds = -14
 )
 

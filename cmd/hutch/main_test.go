@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hutchbox/hutch/internal/testenv"
+)
+
+func hutch(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = mainErr(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRun(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := testenv.BusyboxRoot(t)
+	result := filepath.Join(t.TempDir(), "result.json")
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    string
+		code     int
+		stdout   string
+		stderr   string
+		status   string
+		exitCode int
+		signal   int
+	}{
+		{name: "ok", args: []string{"--", "sh", "-c", "echo hi from $(hostname)"}, stdout: "hi from hutch\n", status: "ok"},
+		{name: "exit code", args: []string{"--", "sh", "-c", "exit 3"}, code: 3, status: "nonzero_exit", exitCode: 3},
+		{name: "signal", args: []string{"--", "sh", "-c", "kill -TERM $$"}, code: 128 + 15, status: "signaled", exitCode: -1, signal: 15},
+		{name: "stdin passes through", args: []string{"--", "tr", "a-z", "A-Z"}, stdin: "abc", stdout: "ABC", status: "ok"},
+		{name: "flags", args: []string{"--hostname", "box", "--env", "A=1", "--env", "B=2", "--workdir", "/etc", "--", "sh", "-c", "echo $(hostname) $A$B $(pwd)"}, stdout: "box 12 /etc\n", status: "ok"},
+		{name: "wall time", args: []string{"--wall", "200ms", "--", "sleep", "10"}, code: 137, stderr: "wall time limit", status: "wall_time_limit", exitCode: -1, signal: 9},
+		{name: "output", args: []string{"--output", "1K", "--", "yes"}, code: 137, stderr: "output limit", status: "output_limit", exitCode: -1, signal: 9},
+		{name: "missing command", args: []string{"--", "no-such-command"}, code: 125, stderr: "execve no-such-command: no such file or directory"},
+		{name: "no command", args: []string{}, code: 125, stderr: "no command given"},
+		{name: "bad size", args: []string{"--output", "lots", "--", "true"}, code: 125, stderr: "not a size"},
+		{name: "bad bind", args: []string{"--bind", "nocolon", "--", "true"}, code: 125, stderr: "SRC:DST"},
+		{name: "unknown flag", args: []string{"--frobnicate", "--", "true"}, code: 125, stderr: "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(result)
+			args := append([]string{"run", "--image", root, "--result", result}, tt.args...)
+			code, stdout, stderr := hutch(t, tt.stdin, args...)
+			assert.Equal(t, tt.code, code, "stderr: %s", stderr)
+			if tt.code != 137 {
+				assert.Equal(t, tt.stdout, stdout)
+			}
+			assert.Contains(t, stderr, tt.stderr)
+			if tt.status == "" {
+				assert.NoFileExists(t, result)
+				return
+			}
+			b, err := os.ReadFile(result)
+			require.NoError(t, err)
+			var j map[string]any
+			require.NoError(t, json.Unmarshal(b, &j))
+			assert.Equal(t, tt.status, j["status"])
+			assert.EqualValues(t, tt.exitCode, j["exit_code"])
+			assert.EqualValues(t, tt.signal, j["signal"])
+			for _, k := range []string{"wall_time_s", "cpu_time_s", "memory_peak_bytes"} {
+				assert.Contains(t, j, k)
+			}
+		})
+	}
+}
+
+func TestBindFlag(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := testenv.BusyboxRoot(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "f"), []byte("data"), 0o644))
+	code, stdout, stderr := hutch(t, "", "run", "--image", root, "--bind", dir+":/in", "--bind", dir+":/out:rw", "--", "sh", "-c", "cat /in/f; echo x > /out/g; echo y > /in/h")
+	assert.Equal(t, 1, code, stderr)
+	assert.Equal(t, "data", stdout)
+	assert.FileExists(t, filepath.Join(dir, "g"))
+	assert.NoFileExists(t, filepath.Join(dir, "h"))
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "4096": 4096, "1K": 1024, "64M": 64 << 20, "1G": 1 << 30, "1.5k": 1536, "2MiB": 2 << 20, "3mb": 3 << 20} {
+		got, err := parseSize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"x", "-1M", "M"} {
+		_, err := parseSize(bad)
+		assert.Error(t, err, bad)
+	}
+}

@@ -7,15 +7,17 @@ import (
 // resultJSON is the JSON form of a Result, with snake_case keys and times
 // in seconds.
 type resultJSON struct {
-	Status          Status  `json:"status"`
-	ExitCode        int     `json:"exit_code"`
-	Signal          int     `json:"signal"`
-	SignalName      string  `json:"signal_name,omitempty"`
-	WallTimeS       float64 `json:"wall_time_s"`
-	CPUTimeS        float64 `json:"cpu_time_s"`
-	MemoryPeakBytes int64   `json:"memory_peak_bytes"`
-	StdoutTruncated bool    `json:"stdout_truncated"`
-	StderrTruncated bool    `json:"stderr_truncated"`
+	Status          Status            `json:"status"`
+	ExitCode        int               `json:"exit_code"`
+	Signal          int               `json:"signal"`
+	SignalName      string            `json:"signal_name,omitempty"`
+	WallTimeS       float64           `json:"wall_time_s"`
+	CPUTimeS        float64           `json:"cpu_time_s"`
+	MemoryPeakBytes int64             `json:"memory_peak_bytes"`
+	OOMKills        int64             `json:"oom_kills"`
+	StdoutTruncated bool              `json:"stdout_truncated"`
+	StderrTruncated bool              `json:"stderr_truncated"`
+	Enforced        map[string]string `json:"enforced,omitempty"`
 }
 
 // MarshalJSON encodes the result without its output, as
@@ -30,6 +32,8 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		WallTimeS:       r.WallTime.Seconds(),
 		CPUTimeS:        r.CPUTime.Seconds(),
 		MemoryPeakBytes: r.MemoryPeak,
+		OOMKills:        r.OOMKills,
+		Enforced:        r.Enforced,
 		StdoutTruncated: r.StdoutTruncated,
 		StderrTruncated: r.StderrTruncated,
 	}

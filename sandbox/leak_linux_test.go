@@ -20,7 +20,7 @@ import (
 // snapshot is what a run could leak: mounts, processes, descriptors and
 // files in the state directory.
 type snapshot struct {
-	mounts, children, fds, stateEntries int
+	mounts, children, fds, stateEntries, cgroups int
 }
 
 func takeSnapshot(t *testing.T) snapshot {
@@ -31,7 +31,17 @@ func takeSnapshot(t *testing.T) snapshot {
 	require.NoError(t, err)
 	var entries int
 	filepath.Walk(state.Dir(), func(string, os.FileInfo, error) error { entries++; return nil })
+	var cgroups int
+	for _, pattern := range []string{"/sys/fs/cgroup/hutch/*", "/sys/fs/cgroup/*/hutch/*"} {
+		m, _ := filepath.Glob(pattern)
+		for _, p := range m {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				cgroups++
+			}
+		}
+	}
 	return snapshot{
+		cgroups:      cgroups,
 		mounts:       strings.Count(string(mi), "\n"),
 		children:     countChildren(t),
 		fds:          len(fds),
@@ -93,6 +103,10 @@ func TestNothingLeaks(t *testing.T) {
 			defer cancel()
 			sandbox.Run(ctx, img, []string{"sleep", "100"}, sandbox.Limits{})
 			return nil
+		},
+		func() error { // memory limit
+			_, err := sandbox.Run(context.Background(), img, []string{"sh", "-c", "x=$(head -c 4000000 /dev/zero | tr '\\0' a); echo ${#x}"}, sandbox.Limits{Memory: 2 << 20})
+			return err
 		},
 		func() error { // bad argument
 			sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{Disk: -1})

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
 	"github.com/hutchbox/hutch/internal/state"
 	"github.com/hutchbox/hutch/rootfs"
@@ -24,6 +29,7 @@ const (
 	killWall
 	killOutput
 	killCanceled
+	killCPU
 )
 
 // Run runs the command and waits for it to end.
@@ -44,14 +50,20 @@ func (c *Cmd) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image: %w", err)
 	}
+	limits := c.Limits.withDefaults()
+	enf, err := enforce(limits)
+	if err != nil {
+		return nil, err
+	}
 	plan, err := c.plan(spec)
 	if err != nil {
 		return nil, err
 	}
+	plan.config.Rlimits = enf.rlimits
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &run{cmd: c, limits: c.Limits.withDefaults()}
+	r := &run{cmd: c, limits: limits, enf: enf}
 	return r.do(ctx, plan)
 }
 
@@ -62,6 +74,9 @@ func (l Limits) withDefaults() Limits {
 	if l.Disk == 0 {
 		l.Disk = DefaultDisk
 	}
+	if l.Pids == 0 {
+		l.Pids = DefaultPids
+	}
 	return l
 }
 
@@ -69,8 +84,13 @@ func (l Limits) withDefaults() Limits {
 type run struct {
 	cmd    *Cmd
 	limits Limits
+	enf    *enforcement
 	killed atomic.Int32
 	proc   *forkexec.Process
+	cg     *cgroup.Manager
+	// cpuBase is the cgroup's CPU usage when the command was executed:
+	// the sandbox's own setup is not the command's to pay for.
+	cpuBase time.Duration
 }
 
 func (r *run) kill(reason int32) {
@@ -137,6 +157,16 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 		}
 	}
 
+	if r.enf.cgroup {
+		cg, err := cgroup.New(cgroup.Config{Name: runName(), Resources: r.enf.resources})
+		if err != nil {
+			closeParentEnds()
+			return nil, &SetupError{Stage: "create cgroup", Err: err}
+		}
+		r.cg = cg
+		defer r.removeCgroup()
+	}
+
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
 	proc, err := forkexec.Start(&cfg)
@@ -146,6 +176,13 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 		return nil, r.setupError(err)
 	}
 	r.proc = proc
+	// The child waits for the go-ahead: no instruction of the command
+	// runs before it is in its cgroup.
+	if err := r.place(plan); err != nil {
+		proc.Close()
+		closeParentEnds()
+		return nil, err
+	}
 
 	start := time.Now()
 	if err := proc.Release(ctx); err != nil {
@@ -154,6 +191,12 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 			return nil, err
 		}
 		return nil, r.setupError(err)
+	}
+
+	if r.cg != nil {
+		if used, err := r.cg.CPUUsage(); err == nil {
+			r.cpuBase = used
+		}
 	}
 
 	// The command runs. Feed stdin, drain stdout and stderr.
@@ -182,8 +225,13 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 		defer t.Stop()
 	}
 	stop := context.AfterFunc(ctx, func() { r.kill(killCanceled) })
+	done := make(chan struct{})
+	if r.cg != nil && r.limits.CPUTime > 0 {
+		go r.cpuWatchdog(done)
+	}
 	ex, waitErr := proc.Wait()
 	wall := time.Since(start)
+	close(done)
 	stop()
 	// Every process of the namespace is gone, so the pipes are at EOF.
 	wg.Wait()
@@ -192,6 +240,10 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 		return nil, waitErr
 	}
 	res := r.result(ex, wall)
+	if err := r.cgroupStats(res); err != nil {
+		return nil, err
+	}
+	res.Status = r.status(ex, res)
 	res.Stdout, res.StdoutTruncated = stdout.buf, stdout.truncated
 	res.Stderr, res.StderrTruncated = stderr.buf, stderr.truncated
 	if err := stdout.err; err != nil {
@@ -206,9 +258,9 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 	return res, nil
 }
 
-// result turns the wait status into a Result.
+// result turns the wait status into a Result, without its status.
 func (r *run) result(ex *forkexec.Exit, wall time.Duration) *Result {
-	res := &Result{ExitCode: -1, WallTime: wall}
+	res := &Result{ExitCode: -1, WallTime: wall, Enforced: r.enf.enforced}
 	ws := ex.InitStatus
 	if ex.Reported {
 		ws = ex.Status
@@ -222,24 +274,34 @@ func (r *run) result(ex *forkexec.Exit, wall time.Duration) *Result {
 	case ws.Signaled():
 		res.Signal = ws.Signal()
 	}
-	switch r.killed.Load() {
-	case killWall:
-		res.Status = WallTimeLimit
-	case killOutput:
-		res.Status = OutputLimit
-	case killCanceled:
-		res.Status = Canceled
-	default:
-		switch {
-		case ws.Exited() && ws.ExitStatus() == 0:
-			res.Status = OK
-		case ws.Exited():
-			res.Status = NonZeroExit
-		default:
-			res.Status = Signaled
-		}
-	}
 	return res
+}
+
+// status decides the verdict, in the order documented on Status.
+func (r *run) status(ex *forkexec.Exit, res *Result) Status {
+	killed := r.killed.Load()
+	l := r.limits
+	switch {
+	case res.OOMKills > 0:
+		return MemoryLimit
+	case killed == killCPU,
+		l.CPUTime > 0 && res.CPUTime >= l.CPUTime,
+		l.CPUTime > 0 && res.Signal == syscall.SIGXCPU:
+		return CPUTimeLimit
+	case killed == killWall:
+		return WallTimeLimit
+	case killed == killOutput:
+		return OutputLimit
+	case res.Signal == syscall.SIGXFSZ && l.FileSize > 0:
+		return FileSizeLimit
+	case killed == killCanceled:
+		return Canceled
+	case res.Signal != 0:
+		return Signaled
+	case res.ExitCode != 0:
+		return NonZeroExit
+	}
+	return OK
 }
 
 func (r *run) setupError(err error) error {
@@ -252,6 +314,82 @@ func (r *run) setupError(err error) error {
 		return &SetupError{Stage: se.Stage, Path: path, Err: se.Err}
 	}
 	return &SetupError{Stage: "start", Err: err}
+}
+
+// place puts the waiting child in its cgroup and writes its ID maps.
+func (r *run) place(plan *plan) error {
+	if r.cg != nil {
+		if err := r.cg.AddProc(r.proc.Pid); err != nil {
+			return &SetupError{Stage: "join cgroup", Err: err}
+		}
+	}
+	if plan.userNS {
+		uid, gid := os.Geteuid(), os.Getegid()
+		if err := r.proc.WriteIDMaps("0 "+strconv.Itoa(uid)+" 1\n", "0 "+strconv.Itoa(gid)+" 1\n", true); err != nil {
+			return &SetupError{Stage: "write id maps", Err: err}
+		}
+	}
+	return nil
+}
+
+// cpuWatchdog kills the sandbox once its cgroup has used Limits.CPUTime.
+// It polls more often as the budget runs out, allowing for every CPU
+// burning it at once.
+func (r *run) cpuWatchdog(done <-chan struct{}) {
+	parallel := time.Duration(runtime.NumCPU())
+	if c := r.limits.CPUs; c > 0 && time.Duration(math.Ceil(c)) < parallel {
+		parallel = time.Duration(math.Ceil(c))
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		used, err := r.cg.CPUUsage()
+		if err != nil {
+			return
+		}
+		left := r.limits.CPUTime - (used - r.cpuBase)
+		if left <= 0 {
+			r.kill(killCPU)
+			return
+		}
+		t.Reset(min(max(left/parallel/2, 2*time.Millisecond), 50*time.Millisecond))
+	}
+}
+
+// cgroupStats replaces the rusage figures with the cgroup's, which count
+// every process of the sandbox.
+func (r *run) cgroupStats(res *Result) error {
+	if r.cg == nil {
+		return nil
+	}
+	st, err := r.cg.Stat(cgroup.StatCPU | cgroup.StatMemory)
+	if err != nil {
+		return fmt.Errorf("sandbox: reading the run's cgroup: %w", err)
+	}
+	res.CPUTime = max(st.CPUUsage-r.cpuBase, 0)
+	res.MemoryPeak = st.MemoryPeak
+	res.OOMKills = st.OOMKills
+	return nil
+}
+
+// removeCgroup kills whatever is left in the run's cgroup and removes it.
+func (r *run) removeCgroup() {
+	if err := r.cg.Delete(); err != nil {
+		r.cg.Kill()
+		r.cg.Delete()
+	}
+}
+
+var runCounter atomic.Uint64
+
+// runName names a run's cgroup: unique, and saying which process owns it.
+func runName() string {
+	return "run-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(runCounter.Add(1), 10)
 }
 
 // capWriter collects or forwards output up to a limit.
@@ -309,11 +447,21 @@ var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // plan is a run's prepared child configuration, without its stdio.
 type plan struct {
 	config forkexec.Config
+	// userNS: the sandbox has its own user namespace, root inside mapped
+	// to the caller's uid outside.
+	userNS bool
 }
 
 // plan prepares everything the child will do.
 func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 	limits := c.Limits.withDefaults()
+	// Without root, a user namespace provides the privilege to set the
+	// sandbox up (its root maps to the caller's own uid).
+	userNS := os.Geteuid() != 0
+	overlayOpts := ""
+	if userNS {
+		overlayOpts = ",userxattr"
+	}
 	if len(spec.Layers) == 0 {
 		return nil, fmt.Errorf("sandbox: image has no layers")
 	}
@@ -346,7 +494,7 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 		forkexec.Mkdir("create root dir", root, 0o755),
 		forkexec.Mkdir("create /tmp", tmp, 0o1777),
 		forkexec.Mount("mount overlay", "overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV,
-			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work),
+			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work+overlayOpts),
 		forkexec.Chdir("enter root", root),
 		forkexec.EnsureDir("check /proc", "proc", 0o555),
 		forkexec.EnsureDir("check /dev", "dev", 0o755),
@@ -418,13 +566,18 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 	if !hasPath {
 		env = append(env[:len(env):len(env)], "PATH="+DefaultPath)
 	}
-	return &plan{config: forkexec.Config{
-		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
-		CgroupNS:   true,
-		Steps:      s,
-		Path:       lookPath(c.Args[0], pathEnv),
-		Argv:       c.Args,
-		Env:        env,
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
+	if userNS {
+		flags |= unix.CLONE_NEWUSER
+	}
+	return &plan{userNS: userNS, config: forkexec.Config{
+		Cloneflags:  flags,
+		CgroupNS:    true,
+		Steps:       s,
+		Path:        lookPath(c.Args[0], pathEnv),
+		Argv:        c.Args,
+		Env:         env,
+		OOMScoreAdj: true,
 	}}, nil
 }
 

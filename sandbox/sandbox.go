@@ -21,16 +21,57 @@ const (
 	DefaultDisk = 256 << 20
 	// DefaultHostname is the hostname inside the sandbox.
 	DefaultHostname = "hutch"
+	// DefaultPids is the default for Limits.Pids.
+	DefaultPids = 1024
+	// DefaultOpenFiles is the default for Limits.OpenFiles (lowered to the
+	// hard limit where that is lower).
+	DefaultOpenFiles = 1024
+	// DefaultStack is the default for Limits.Stack (lowered to the hard
+	// limit where that is lower).
+	DefaultStack = 8 << 20
 	// DefaultPath is the PATH of a command whose Env sets none.
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
 // Limits bound what a run may use. A zero field means its documented
 // default; a negative one is an error.
+//
+// Memory, Pids, CPUs and CPUTime are enforced by the run's own cgroup, which
+// counts every process and thread of the sandbox. Where no cgroup can be
+// made (an unprivileged caller), Memory and CPUTime fall back to rlimits of
+// the command's processes and Pids and CPUs are not enforced;
+// Result.Enforced says which mechanism held each limit, and Strict turns
+// such a fallback into an error before anything runs.
 type Limits struct {
+	// CPUTime is the most CPU time (user and system, all threads and all
+	// processes together) the sandbox may use. A watchdog reading the
+	// cgroup kills it promptly past the limit, and RLIMIT_CPU (one second
+	// more, per process) is the backstop. Zero means no limit.
+	CPUTime time.Duration
 	// WallTime is the longest the command may run, from its start to its
 	// end. Zero means no limit of its own: the context still applies.
 	WallTime time.Duration
+	// Memory is the most memory in bytes the sandbox may use (its cgroup's
+	// limit, with swap at zero; files written to the writable layer count
+	// too, as they live in memory). Past it the kernel's OOM killer ends
+	// the run as MemoryLimit. Zero means no limit.
+	Memory int64
+	// Pids is the most processes and threads the sandbox may hold at once;
+	// fork and clone fail past it. Zero means DefaultPids.
+	Pids int64
+	// CPUs is the CPU bandwidth in cores (0.5 is half of one core). Zero
+	// means no limit.
+	CPUs float64
+	// FileSize is the largest file in bytes the command may write
+	// (RLIMIT_FSIZE); a write past it ends the run as FileSizeLimit. Zero
+	// means no limit (Disk still bounds the writable layer).
+	FileSize int64
+	// OpenFiles is the most file descriptors each process may hold
+	// (RLIMIT_NOFILE). Zero means DefaultOpenFiles.
+	OpenFiles int64
+	// Stack is the stack size limit of each process in bytes
+	// (RLIMIT_STACK). Zero means DefaultStack.
+	Stack int64
 	// Output caps each of stdout and stderr in bytes. Past the cap the
 	// command is killed and the run ends as OutputLimit; what was read up
 	// to the cap is kept. Zero means DefaultOutput.
@@ -39,6 +80,10 @@ type Limits struct {
 	// writes anywhere in its root, in /tmp or in /dev/shm each count
 	// against a tmpfs of this size. Zero means DefaultDisk.
 	Disk int64
+	// Strict makes a limit that cannot be enforced as documented here (no
+	// cgroup for Memory, Pids, CPUs or CPUTime) an error before anything
+	// runs, instead of a fallback reported in Result.Enforced.
+	Strict bool
 }
 
 // Bind makes a host path visible inside the sandbox, read-only unless
@@ -86,15 +131,17 @@ func Run(ctx context.Context, img rootfs.Image, args []string, limits Limits) (*
 // Status says how a run ended.
 type Status int
 
-// The statuses. When several apply, the first in this list wins: a run
-// killed for its wall time is WallTimeLimit, not Signaled.
+// The statuses. When several apply, the first in this list wins: an OOM
+// kill is MemoryLimit, not Signaled; a run past its CPU time is
+// CPUTimeLimit whether the watchdog or the RLIMIT_CPU backstop ended it; a
+// run killed for its wall time is WallTimeLimit.
 const (
 	// OK: the command exited with code 0.
 	OK Status = iota
 	// NonZeroExit: the command exited with a code other than 0.
 	NonZeroExit
-	// Signaled: the command was ended by a signal it did not get from a
-	// limit (its own abort(), a kill from inside the sandbox).
+	// Signaled: the command was ended by a signal that no limit explains
+	// (its own abort(), a kill from inside the sandbox).
 	Signaled
 	// WallTimeLimit: the command ran past Limits.WallTime and was killed.
 	WallTimeLimit
@@ -104,6 +151,13 @@ const (
 	// Canceled: the context ended first and the command was killed. Run
 	// then also returns the context's error.
 	Canceled
+	// CPUTimeLimit: the sandbox used more than Limits.CPUTime.
+	CPUTimeLimit
+	// MemoryLimit: the kernel's OOM killer ended a process of the sandbox
+	// at Limits.Memory.
+	MemoryLimit
+	// FileSizeLimit: the command wrote past Limits.FileSize (SIGXFSZ).
+	FileSizeLimit
 )
 
 var statusNames = [...]string{
@@ -113,6 +167,9 @@ var statusNames = [...]string{
 	WallTimeLimit: "wall_time_limit",
 	OutputLimit:   "output_limit",
 	Canceled:      "canceled",
+	CPUTimeLimit:  "cpu_time_limit",
+	MemoryLimit:   "memory_limit",
+	FileSizeLimit: "file_size_limit",
 }
 
 // String returns the status in snake_case, as in JSON results.
@@ -146,12 +203,21 @@ type Result struct {
 	Signal syscall.Signal
 	// WallTime is the time from the command's start to its end.
 	WallTime time.Duration
-	// CPUTime is user plus system CPU time of the command and the
+	// CPUTime is the CPU time (user and system) of every process of the
+	// sandbox, from its cgroup; without a cgroup, of the command and the
 	// children it waited for, from wait4's rusage.
 	CPUTime time.Duration
-	// MemoryPeak is the peak resident set size in bytes of the command or
-	// its largest waited-for child, from wait4's rusage.
+	// MemoryPeak is the sandbox's peak memory use in bytes, from its
+	// cgroup (memory.peak on v2, memory.max_usage_in_bytes on v1); without
+	// a cgroup, the largest peak resident set of the command or a
+	// waited-for child, from wait4's rusage.
 	MemoryPeak int64
+	// OOMKills is how many processes the OOM killer ended in the sandbox.
+	OOMKills int64
+	// Enforced says how each limit that applied to the run was enforced,
+	// keyed by Limits field name: "cgroup", "cgroup+rlimit", "rlimit",
+	// "watchdog" or "none" (see Limits).
+	Enforced map[string]string
 	// Stdout and Stderr are what the command wrote, up to Limits.Output
 	// each, unless Cmd.Stdout or Cmd.Stderr received it.
 	Stdout, Stderr []byte
@@ -215,10 +281,22 @@ func (c *Cmd) validate() error {
 		{"Limits.WallTime", int64(c.Limits.WallTime)},
 		{"Limits.Output", c.Limits.Output},
 		{"Limits.Disk", c.Limits.Disk},
+		{"Limits.CPUTime", int64(c.Limits.CPUTime)},
+		{"Limits.Memory", c.Limits.Memory},
+		{"Limits.Pids", c.Limits.Pids},
+		{"Limits.FileSize", c.Limits.FileSize},
+		{"Limits.OpenFiles", c.Limits.OpenFiles},
+		{"Limits.Stack", c.Limits.Stack},
 	} {
 		if l.v < 0 {
 			return invalid(l.name, "negative (%d)", l.v)
 		}
+	}
+	if cpus := c.Limits.CPUs; cpus != 0 && !(cpus >= 0.01 && cpus <= 1<<20) {
+		return invalid("Limits.CPUs", "%v is outside [0.01, %d]", cpus, 1<<20)
+	}
+	if m := c.Limits.Memory; m != 0 && m < 1<<20 {
+		return invalid("Limits.Memory", "%d bytes is below the 1 MiB minimum", m)
 	}
 	if c.Limits.Disk != 0 && c.Limits.Disk < 64<<10 {
 		return invalid("Limits.Disk", "%d bytes is below the 64 KiB minimum", c.Limits.Disk)

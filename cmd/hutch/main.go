@@ -71,6 +71,14 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var (
 		image    = fs.String("image", "host", "root filesystem: a directory, or `host` for the host's /usr, /bin, /lib* under a generated /etc")
 		wall     = fs.String("wall", "", "wall-clock limit, e.g. 5s or 1m (default none)")
+		cpuTime  = fs.String("time", "", "CPU time limit of the whole sandbox, e.g. 2s (default none)")
+		memory   = fs.String("memory", "", "memory limit, e.g. 256M (default none)")
+		pids     = fs.Int64("pids", 0, "most processes and threads at once (default 1024)")
+		cpus     = fs.Float64("cpus", 0, "CPU bandwidth in cores, e.g. 0.5 (default no limit)")
+		fsize    = fs.String("fsize", "", "largest file the command may write, e.g. 1M (default none)")
+		nofile   = fs.Int64("nofile", 0, "most open files per process (default 1024)")
+		stack    = fs.String("stack", "", "stack size limit, e.g. 8M (default 8M)")
+		strict   = fs.Bool("strict", false, "fail instead of falling back when a limit cannot be enforced by a cgroup")
 		output   = fs.String("output", "", "cap on each of stdout and stderr, e.g. 1M (default 64M)")
 		disk     = fs.String("disk", "", "size of the writable layer, e.g. 256M (default 256M)")
 		hostname = fs.String("hostname", "", "hostname in the sandbox (default hutch)")
@@ -116,6 +124,19 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cmd.Limits.WallTime, err = parseDuration(*wall); err != nil {
 		return fail("--wall: %v", err)
 	}
+	if cmd.Limits.CPUTime, err = parseDuration(*cpuTime); err != nil {
+		return fail("--time: %v", err)
+	}
+	if cmd.Limits.Memory, err = parseSize(*memory); err != nil {
+		return fail("--memory: %v", err)
+	}
+	if cmd.Limits.FileSize, err = parseSize(*fsize); err != nil {
+		return fail("--fsize: %v", err)
+	}
+	if cmd.Limits.Stack, err = parseSize(*stack); err != nil {
+		return fail("--stack: %v", err)
+	}
+	cmd.Limits.Pids, cmd.Limits.CPUs, cmd.Limits.OpenFiles, cmd.Limits.Strict = *pids, *cpus, *nofile, *strict
 	if cmd.Limits.Output, err = parseSize(*output); err != nil {
 		return fail("--output: %v", err)
 	}
@@ -149,7 +170,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hutch: %v\n", err)
 	}
 	switch res.Status {
-	case sandbox.WallTimeLimit, sandbox.OutputLimit:
+	case sandbox.WallTimeLimit, sandbox.OutputLimit, sandbox.CPUTimeLimit, sandbox.MemoryLimit, sandbox.FileSizeLimit:
 		fmt.Fprintf(stderr, "hutch: %s\n", strings.ReplaceAll(res.Status.String(), "_", " "))
 	}
 	return exitCode(res)

@@ -43,6 +43,11 @@ func TestRun(t *testing.T) {
 		{name: "flags", args: []string{"--hostname", "box", "--env", "A=1", "--env", "B=2", "--workdir", "/etc", "--", "sh", "-c", "echo $(hostname) $A$B $(pwd)"}, stdout: "box 12 /etc\n", status: "ok"},
 		{name: "wall time", args: []string{"--wall", "200ms", "--", "sleep", "10"}, code: 137, stderr: "wall time limit", status: "wall_time_limit", exitCode: -1, signal: 9},
 		{name: "output", args: []string{"--output", "1K", "--", "yes"}, code: 137, stderr: "output limit", status: "output_limit", exitCode: -1, signal: 9},
+		{name: "memory", args: []string{"--memory", "8M", "--", "sh", "-c", "x=$(head -c 20000000 /dev/zero | tr '\\0' a); echo ${#x}"}, code: 137, stderr: "memory limit", status: "memory_limit", exitCode: -1, signal: 9},
+		{name: "cpu time", args: []string{"--time", "0.3", "--", "sh", "-c", "while :; do :; done"}, code: 137, stderr: "cpu time limit", status: "cpu_time_limit", exitCode: -1, signal: 9},
+		{name: "file size", args: []string{"--fsize", "1M", "--", "dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=100"}, code: 128 + 25, stderr: "file size limit", status: "file_size_limit", exitCode: -1, signal: 25},
+		{name: "rlimits", args: []string{"--nofile", "64", "--stack", "16M", "--", "sh", "-c", "ulimit -n; ulimit -s"}, stdout: "64\n16384\n", status: "ok"},
+		{name: "pids", args: []string{"--pids", "8", "--", "sh", "-c", "(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#"}, stdout: "7\n", status: "ok"}, // init, sh and 5 sleeps: the subshell had the 8th,
 		{name: "missing command", args: []string{"--", "no-such-command"}, code: 125, stderr: "execve no-such-command: no such file or directory"},
 		{name: "no command", args: []string{}, code: 125, stderr: "no command given"},
 		{name: "bad size", args: []string{"--output", "lots", "--", "true"}, code: 125, stderr: "not a size"},
@@ -55,7 +60,7 @@ func TestRun(t *testing.T) {
 			args := append([]string{"run", "--image", root, "--result", result}, tt.args...)
 			code, stdout, stderr := hutch(t, tt.stdin, args...)
 			assert.Equal(t, tt.code, code, "stderr: %s", stderr)
-			if tt.code != 137 {
+			if tt.code < 128 {
 				assert.Equal(t, tt.stdout, stdout)
 			}
 			assert.Contains(t, stderr, tt.stderr)

@@ -60,9 +60,6 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
-	// init is a copy of the caller's whole address space: keep the
-	// command from reading it through /proc/1/mem or ptrace.
-	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
 
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
 	// and written our ID maps. EOF means the parent gave up on us.
@@ -76,6 +73,11 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
 	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
+	// init is a copy of the caller's whole address space: keep the
+	// command from reading it through /proc/1/mem or ptrace. (Not before
+	// the go-ahead: an unprivileged parent writes our ID maps, and the
+	// /proc files of a non-dumpable process belong to root.)
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
 
 	if c.cgroupNS {
 		_, _, err1 = syscall.RawSyscall(syscall.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0)
@@ -218,6 +220,13 @@ command:
 		}
 	}
 	syscall.RawSyscall(syscall.SYS_UMASK, 0o022, 0, 0)
+	if c.oomPath != nil {
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.oomPath)), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if err1 == 0 {
+			syscall.RawSyscall(syscall.SYS_WRITE, r1, uintptr(unsafe.Pointer(&c.oomValue[0])), uintptr(len(c.oomValue)))
+			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+		}
+	}
 	// A normal process starts with default signal dispositions and an
 	// empty mask, whatever the Go program had.
 	for i = 1; i <= 64; i++ {

@@ -100,6 +100,10 @@ type Config struct {
 	Groups         []uint32
 	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS on the command.
 	NoNewPrivs bool
+	// OOMScoreAdj makes the command the OOM killer's first choice
+	// (oom_score_adj 1000), rather than init: init is a copy of the
+	// caller's address space, so its resident size looks large.
+	OOMScoreAdj bool
 }
 
 // StepError is a failure in the child between clone and execve.
@@ -153,6 +157,8 @@ type childData struct {
 	uid, gid   uint32
 	groups     []uint32
 	noNewPrivs bool
+	oomPath    *byte
+	oomValue   [4]byte
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -211,6 +217,10 @@ func Start(cfg *Config) (p *Process, err error) {
 		gid:        cfg.Gid,
 		groups:     cfg.Groups,
 		noNewPrivs: cfg.NoNewPrivs,
+	}
+	if cfg.OOMScoreAdj {
+		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
+		copy(c.oomValue[:], "1000")
 	}
 	if c.ops, err = compileSteps(cfg.Steps); err != nil {
 		return nil, err

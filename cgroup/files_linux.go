@@ -1,0 +1,162 @@
+package cgroup
+
+import (
+	"bytes"
+	"io/fs"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// The helpers below read and write cgroup files with plain open, read or
+// write, and close, into caller-supplied buffers: the os package would add an
+// *os.File, its finalizer and a growing buffer to every read, and the files
+// are small seq_files that the kernel produces whole on the first read.
+
+// readFile reads the file at path into buf, at most len(buf) bytes, and
+// returns how many it read.
+func readFile(path string, buf []byte) (int, error) {
+	fd, err := open(path, unix.O_RDONLY)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// writeFile writes data to the file at path in one write, which is how the
+// kernel wants a cgroup setting.
+func writeFile(path string, data []byte) error {
+	fd, err := open(path, unix.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		_, err = unix.Write(fd, data)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+func open(path string, mode int) (int, error) {
+	for {
+		fd, err := unix.Open(path, mode|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// writeInt writes v in decimal to the file at path.
+func writeInt(path string, v int64) error {
+	var buf [24]byte
+	return writeFile(path, strconv.AppendInt(buf[:0], v, 10))
+}
+
+// readInt reads a file that holds one decimal number.
+func readInt(path string) (int64, error) {
+	var buf [32]byte
+	n, err := readFile(path, buf[:])
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(string(bytes.TrimSpace(buf[:n])), 10, 64)
+	if err != nil {
+		return 0, &fs.PathError{Op: "parse", Path: path, Err: err}
+	}
+	return v, nil
+}
+
+// readKeys reads a file of "key value" lines (cpu.stat, memory.events,
+// memory.oom_control, cgroup.events) and stores the value of each of keys
+// that it holds in the matching element of vals, reporting which it found in
+// the bits of found. The first 512 bytes are enough for the keys read here.
+func readKeys(path string, keys []string, vals []int64) (found uint, err error) {
+	var buf [512]byte
+	n, err := readFile(path, buf[:])
+	if err != nil {
+		return 0, err
+	}
+	data := buf[:n]
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		k, v, ok := bytes.Cut(line, []byte{' '})
+		if !ok {
+			continue
+		}
+		for i, key := range keys {
+			if string(k) == key {
+				x, err := strconv.ParseInt(string(v), 10, 64)
+				if err != nil {
+					return found, &fs.PathError{Op: "parse", Path: path, Err: err}
+				}
+				vals[i] = x
+				found |= 1 << i
+			}
+		}
+	}
+	return found, nil
+}
+
+// readPids returns the pids listed in a cgroup.procs file, appended to pids.
+func readPids(path string, pids []int) ([]int, error) {
+	var buf [4096]byte
+	fd, err := open(path, unix.O_RDONLY)
+	if err != nil {
+		return pids, err
+	}
+	defer unix.Close(fd)
+	var partial []byte // a number split between two reads
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return pids, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		data := append(partial, buf[:n]...)
+		end := bytes.LastIndexByte(data, '\n') + 1
+		for _, f := range bytes.Fields(data[:end]) {
+			pid, err := strconv.Atoi(string(f))
+			if err != nil {
+				return pids, &fs.PathError{Op: "parse", Path: path, Err: err}
+			}
+			pids = append(pids, pid)
+		}
+		partial = append(partial[:0], data[end:]...)
+	}
+	return pids, nil
+}

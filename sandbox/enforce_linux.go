@@ -1,0 +1,152 @@
+package sandbox
+
+import (
+	"bufio"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hutchbox/hutch/cgroup"
+	"github.com/hutchbox/hutch/internal/forkexec"
+)
+
+// enforcement is how a run's limits are held: its cgroup's resources, the
+// command's rlimits, and the record of both for Result.Enforced.
+type enforcement struct {
+	cgroup    bool
+	resources cgroup.Resources
+	rlimits   []forkexec.Rlimit
+	enforced  map[string]string
+}
+
+// cgroupErr is whether this process can make cgroups: probed once.
+var cgroupErr = sync.OnceValue(cgroup.Enabled)
+
+// enforce decides how each limit is enforced. It fails, before anything
+// is created, on an rlimit this process cannot grant and, with Strict, on a
+// limit it cannot enforce as documented.
+func enforce(l Limits) (*enforcement, error) {
+	e := &enforcement{enforced: map[string]string{}}
+	needCgroup := l.Memory > 0 || l.Pids > 0 || l.CPUs > 0 || l.CPUTime > 0
+	if needCgroup {
+		if err := cgroupErr(); err == nil {
+			e.cgroup = true
+		} else if l.Strict {
+			return nil, &ConfigError{Field: "Limits.Strict", Reason: "Memory, Pids, CPUs and CPUTime need a cgroup, and none can be made here: " + err.Error()}
+		}
+	}
+	set := func(name, how string) { e.enforced[name] = how }
+	if e.cgroup {
+		if l.Memory > 0 {
+			e.resources.Memory = &l.Memory
+			set("Memory", "cgroup")
+		}
+		pids := l.Pids
+		e.resources.Pids = &pids
+		set("Pids", "cgroup")
+		if l.CPUs > 0 {
+			cpus := l.CPUs
+			e.resources.CPUs = &cpus
+			set("CPUs", "cgroup")
+		}
+	} else {
+		if l.Memory > 0 {
+			set("Memory", "rlimit")
+		}
+		set("Pids", "none")
+		if l.CPUs > 0 {
+			set("CPUs", "none")
+		}
+	}
+
+	add := func(field string, res int, cur, max uint64, explicit bool) error {
+		hard := hardLimit(res)
+		if max > hard {
+			if explicit && !hasCapSysResource() {
+				return &ConfigError{Field: "Limits." + field, Reason: "value " + strconv.FormatUint(cur, 10) +
+					" is above this process's hard limit " + strconv.FormatUint(hard, 10) + " (raising it needs CAP_SYS_RESOURCE)"}
+			}
+			if !hasCapSysResource() {
+				cur, max = min(cur, hard), hard
+			}
+		}
+		e.rlimits = append(e.rlimits, forkexec.Rlimit{Resource: res, Cur: cur, Max: max})
+		return nil
+	}
+	nofile, explicit := uint64(l.OpenFiles), l.OpenFiles > 0
+	if !explicit {
+		nofile = DefaultOpenFiles
+	}
+	if err := add("OpenFiles", unix.RLIMIT_NOFILE, nofile, nofile, explicit); err != nil {
+		return nil, err
+	}
+	set("OpenFiles", "rlimit")
+	stack, explicit := uint64(l.Stack), l.Stack > 0
+	if !explicit {
+		stack = DefaultStack
+	}
+	if err := add("Stack", unix.RLIMIT_STACK, stack, stack, explicit); err != nil {
+		return nil, err
+	}
+	set("Stack", "rlimit")
+	if l.FileSize > 0 {
+		if err := add("FileSize", unix.RLIMIT_FSIZE, uint64(l.FileSize), uint64(l.FileSize), true); err != nil {
+			return nil, err
+		}
+		set("FileSize", "rlimit")
+	}
+	if l.CPUTime > 0 {
+		// The backstop: SIGXCPU one second past the limit, SIGKILL a
+		// second later. The cgroup watchdog normally acts first.
+		secs := uint64(math.Ceil(l.CPUTime.Seconds())) + 1
+		if err := add("CPUTime", unix.RLIMIT_CPU, secs, secs+1, true); err != nil {
+			return nil, err
+		}
+		if e.cgroup {
+			set("CPUTime", "cgroup+rlimit")
+		} else {
+			set("CPUTime", "rlimit")
+		}
+	}
+	if l.Memory > 0 && !e.cgroup {
+		// Address space, not resident memory: the closest an rlimit gets.
+		if err := add("Memory", unix.RLIMIT_AS, uint64(l.Memory), uint64(l.Memory), true); err != nil {
+			return nil, err
+		}
+	}
+	if l.WallTime > 0 {
+		set("WallTime", "watchdog")
+	}
+	set("Output", "watchdog")
+	set("Disk", "tmpfs")
+	return e, nil
+}
+
+func hardLimit(res int) uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(res, &rl); err != nil {
+		return math.MaxUint64
+	}
+	return rl.Max
+}
+
+// hasCapSysResource reports whether this process may raise hard rlimits.
+var hasCapSysResource = sync.OnceValue(func() bool {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_RESOURCE) != 0
+		}
+	}
+	return false
+})

@@ -18,7 +18,6 @@ import (
 
 	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
-	"github.com/hutchbox/hutch/internal/state"
 	"github.com/hutchbox/hutch/rootfs"
 	"golang.org/x/sys/unix"
 )
@@ -170,6 +169,7 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
 	proc, err := forkexec.Start(&cfg)
+	runtime.KeepAlive(plan.filter)
 	closeChildEnds()
 	if err != nil {
 		closeParentEnds()
@@ -435,150 +435,6 @@ func (w *capWriter) write(p []byte) {
 	if w.err == nil {
 		_, w.err = w.dst.Write(p)
 	}
-}
-
-// oldRootName is where the host's root sits inside the new root between
-// pivot_root and its detach.
-const oldRootName = ".hutch-old-root"
-
-// devices are bound from the host into the sandbox's /dev.
-var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
-
-// plan is a run's prepared child configuration, without its stdio.
-type plan struct {
-	config forkexec.Config
-	// userNS: the sandbox has its own user namespace, root inside mapped
-	// to the caller's uid outside.
-	userNS bool
-}
-
-// plan prepares everything the child will do.
-func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
-	limits := c.Limits.withDefaults()
-	// Without root, a user namespace provides the privilege to set the
-	// sandbox up (its root maps to the caller's own uid).
-	userNS := os.Geteuid() != 0
-	overlayOpts := ""
-	if userNS {
-		overlayOpts = ",userxattr"
-	}
-	if len(spec.Layers) == 0 {
-		return nil, fmt.Errorf("sandbox: image has no layers")
-	}
-	for _, l := range spec.Layers {
-		if !filepath.IsAbs(l) || strings.ContainsAny(l, ":,\\") {
-			return nil, fmt.Errorf("sandbox: image layer %q: must be an absolute path without ':', ',' or '\\'", l)
-		}
-	}
-	binds, err := resolveBinds(c.Binds)
-	if err != nil {
-		return nil, err
-	}
-	scratch, err := state.Ensure("mnt")
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: state directory: %w", err)
-	}
-	var (
-		upper = scratch + "/upper"
-		work  = scratch + "/work"
-		root  = scratch + "/root"
-		tmp   = scratch + "/tmp"
-		old   = "/" + oldRootName
-		size  = fmt.Sprintf("size=%d", limits.Disk)
-	)
-	s := []forkexec.Step{
-		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
-		forkexec.Mount("mount scratch tmpfs", "tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"),
-		forkexec.Mkdir("create upper dir", upper, 0o755),
-		forkexec.Mkdir("create work dir", work, 0o755),
-		forkexec.Mkdir("create root dir", root, 0o755),
-		forkexec.Mkdir("create /tmp", tmp, 0o1777),
-		forkexec.Mount("mount overlay", "overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV,
-			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work+overlayOpts),
-		forkexec.Chdir("enter root", root),
-		forkexec.EnsureDir("check /proc", "proc", 0o555),
-		forkexec.EnsureDir("check /dev", "dev", 0o755),
-		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
-		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
-		forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=65536"),
-	}
-	for _, d := range devices {
-		s = append(s,
-			forkexec.Touch("create /dev/"+d, "dev/"+d, 0o666),
-			forkexec.Bind("bind /dev/"+d, "/dev/"+d, "dev/"+d))
-	}
-	s = append(s,
-		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),
-		forkexec.Mount("mount /dev/shm", "tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"),
-		forkexec.Mkdir("create /dev/pts", "dev/pts", 0o755),
-		forkexec.Mount("mount /dev/pts", "devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
-		forkexec.Symlink("link /dev/ptmx", "pts/ptmx", "dev/ptmx"),
-		forkexec.Symlink("link /dev/fd", "/proc/self/fd", "dev/fd"),
-		forkexec.Symlink("link /dev/stdin", "/proc/self/fd/0", "dev/stdin"),
-		forkexec.Symlink("link /dev/stdout", "/proc/self/fd/1", "dev/stdout"),
-		forkexec.Symlink("link /dev/stderr", "/proc/self/fd/2", "dev/stderr"),
-		forkexec.Bind("mount /tmp", tmp, "tmp"),
-		forkexec.Mkdir("create old root dir", oldRootName, 0o700),
-		forkexec.PivotRoot("pivot_root", ".", oldRootName),
-		forkexec.Chdir("enter new root", "/"),
-	)
-	// Binds run after pivot_root, so that their targets resolve inside
-	// the new root: a symbolic link in the image cannot aim one at the host.
-	for _, b := range append(imageBinds(spec.Binds), binds...) {
-		for _, d := range b.parents {
-			s = append(s, forkexec.Mkdir("create bind target", d, 0o755))
-		}
-		if b.dir {
-			s = append(s, forkexec.Mkdir("create bind target", b.Target, 0o755))
-		} else {
-			s = append(s, forkexec.Touch("create bind target", b.Target, 0o644))
-		}
-		s = append(s, forkexec.Bind("bind mount", old+b.Source, b.Target))
-		if !b.Writable {
-			s = append(s, forkexec.Remount("make bind read-only", b.Target,
-				unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|b.lockedFlags))
-		}
-	}
-	hostname := c.Hostname
-	if hostname == "" {
-		hostname = DefaultHostname
-	}
-	dir := c.Dir
-	if dir == "" {
-		dir = "/"
-	}
-	s = append(s,
-		forkexec.Umount("detach old root", old, unix.MNT_DETACH),
-		forkexec.Rmdir("remove old root dir", old),
-		forkexec.Sethostname(hostname),
-		forkexec.LoopbackUp(),
-		forkexec.Chdir("chdir", dir),
-	)
-
-	env := c.Env
-	pathEnv := DefaultPath
-	hasPath := false
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			pathEnv, hasPath = v, true
-		}
-	}
-	if !hasPath {
-		env = append(env[:len(env):len(env)], "PATH="+DefaultPath)
-	}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
-	if userNS {
-		flags |= unix.CLONE_NEWUSER
-	}
-	return &plan{userNS: userNS, config: forkexec.Config{
-		Cloneflags:  flags,
-		CgroupNS:    true,
-		Steps:       s,
-		Path:        lookPath(c.Args[0], pathEnv),
-		Argv:        c.Args,
-		Env:         env,
-		OOMScoreAdj: true,
-	}}, nil
 }
 
 // lookPath lists the candidates for argv0 in order, as execvp tries them.

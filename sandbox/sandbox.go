@@ -120,6 +120,47 @@ type Cmd struct {
 	Hostname string
 	// Binds are host paths made visible in the sandbox.
 	Binds []Bind
+	// Credential is the user and groups the command runs as, inside the
+	// sandbox. Nil means DefaultUID and DefaultGID when the caller is root,
+	// and root (0:0) of the sandbox's user namespace otherwise (the only
+	// id mapped there: the caller's own). Whoever it is, the command has
+	// no capabilities.
+	Credential *Credential
+	// Syscalls adjusts the seccomp filter the command runs under; nil
+	// means the default filter.
+	Syscalls *SyscallFilter
+}
+
+// Credential is a user identity inside the sandbox.
+type Credential struct {
+	UID, GID uint32
+	// Groups are the supplementary groups.
+	Groups []uint32
+}
+
+// Defaults for Cmd.Credential when the caller is root: the command runs as
+// nobody, so that no file it writes through a writable bind belongs to
+// root on the host.
+const (
+	DefaultUID = 65534
+	DefaultGID = 65534
+)
+
+// SyscallFilter adjusts the seccomp filter. The default filter is an
+// allowlist based on Docker's default profile, tighter where a sandbox
+// needs no more (no mount, no new namespaces, no keyctl, bpf, io_uring,
+// ptrace, ...); a syscall through another ABI (i386, x32) kills the process.
+type SyscallFilter struct {
+	// Allow lists syscalls allowed on top of the default filter (or of
+	// Replace).
+	Allow []string
+	// Deny lists syscalls refused with EPERM.
+	Deny []string
+	// Replace, when not nil, replaces the default allowlist: only these
+	// syscalls (and Allow) are allowed, every other one fails with EPERM.
+	Replace []string
+	// Disable runs the command with no filter at all.
+	Disable bool
 }
 
 // Run runs args in a sandbox built from img, with the given limits, and

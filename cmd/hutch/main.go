@@ -84,6 +84,8 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		hostname = fs.String("hostname", "", "hostname in the sandbox (default hutch)")
 		workdir  = fs.String("workdir", "", "working directory in the sandbox (default /)")
 		result   = fs.String("result", "", "write the result as JSON to `FILE`")
+		user     = fs.String("user", "", "run as `UID[:GID]` inside the sandbox (default 65534:65534 as root, 0:0 without root)")
+		noSecc   = fs.Bool("no-seccomp", false, "run without the seccomp filter (not recommended)")
 		envs     listFlag
 		binds    listFlag
 	)
@@ -142,6 +144,16 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if cmd.Limits.Disk, err = parseSize(*disk); err != nil {
 		return fail("--disk: %v", err)
+	}
+	if *user != "" {
+		cred, err := parseUser(*user)
+		if err != nil {
+			return fail("--user: %v", err)
+		}
+		cmd.Credential = cred
+	}
+	if *noSecc {
+		cmd.Syscalls = &sandbox.SyscallFilter{Disable: true}
 	}
 	for _, b := range binds {
 		bind, err := parseBind(b)
@@ -241,4 +253,20 @@ func parseBind(s string) (sandbox.Bind, error) {
 		return b, fmt.Errorf("%q is not SRC:DST[:rw]", s)
 	}
 	return b, nil
+}
+
+// parseUser parses UID[:GID]; GID defaults to UID.
+func parseUser(s string) (*sandbox.Credential, error) {
+	u, g, hasG := strings.Cut(s, ":")
+	uid, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not UID[:GID] (numbers)", s)
+	}
+	gid := uid
+	if hasG {
+		if gid, err = strconv.ParseUint(g, 10, 32); err != nil {
+			return nil, fmt.Errorf("%q is not UID[:GID] (numbers)", s)
+		}
+	}
+	return &sandbox.Credential{UID: uint32(uid), GID: uint32(gid)}, nil
 }

@@ -48,6 +48,9 @@ func TestRun(t *testing.T) {
 		{name: "file size", args: []string{"--fsize", "1M", "--", "dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=100"}, code: 128 + 25, stderr: "file size limit", status: "file_size_limit", exitCode: -1, signal: 25},
 		{name: "rlimits", args: []string{"--nofile", "64", "--stack", "16M", "--", "sh", "-c", "ulimit -n; ulimit -s"}, stdout: "64\n16384\n", status: "ok"},
 		{name: "pids", args: []string{"--pids", "8", "--", "sh", "-c", "(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#"}, stdout: "7\n", status: "ok"}, // init, sh and 5 sleeps: the subshell had the 8th,
+		{name: "default user", args: []string{"--", "id", "-u"}, stdout: "65534\n", status: "ok"},
+		{name: "user", args: []string{"--user", "1000:50", "--", "sh", "-c", "echo $(id -u):$(id -g)"}, stdout: "1000:50\n", status: "ok"},
+		{name: "bad user", args: []string{"--user", "bob", "--", "true"}, code: 125, stderr: "UID[:GID]"},
 		{name: "missing command", args: []string{"--", "no-such-command"}, code: 125, stderr: "execve no-such-command: no such file or directory"},
 		{name: "no command", args: []string{}, code: 125, stderr: "no command given"},
 		{name: "bad size", args: []string{"--output", "lots", "--", "true"}, code: 125, stderr: "not a size"},
@@ -87,6 +90,7 @@ func TestBindFlag(t *testing.T) {
 	root := testenv.BusyboxRoot(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "f"), []byte("data"), 0o644))
+	require.NoError(t, os.Chmod(dir, 0o777)) // the command runs as nobody
 	code, stdout, stderr := hutch(t, "", "run", "--image", root, "--bind", dir+":/in", "--bind", dir+":/out:rw", "--", "sh", "-c", "cat /in/f; echo x > /out/g; echo y > /in/h")
 	assert.Equal(t, 1, code, stderr)
 	assert.Equal(t, "data", stdout)

@@ -137,6 +137,18 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 				_, _, err1 = syscall.RawSyscall(syscall.SYS_IOCTL, r1, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(&c.ifreq[0])))
 				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 			}
+		case opOpenTree:
+			r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+				unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)
+			if err1 == 0 && r1 != o.flags {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opMoveMount:
+			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, o.flags, uintptr(unsafe.Pointer(c.emptyPath)),
+				atFdcwd, uintptr(unsafe.Pointer(o.b)), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
+		case opClose:
+			syscall.RawSyscall(syscall.SYS_CLOSE, o.flags, 0, 0)
 		default:
 			err1 = syscall.EINVAL
 		}
@@ -183,7 +195,32 @@ command:
 		idx = stageSetsid
 		goto fail
 	}
-	if c.setCreds {
+	// Rlimits while CAP_SYS_RESOURCE (if the caller had it) is still ours.
+	for i = 0; i < len(c.rlimits); i++ {
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, c.rlimits[i].resource,
+			uintptr(unsafe.Pointer(&c.rlimits[i].lim)), 0, 0, 0)
+		if err1 != 0 {
+			idx = stageRlimit
+			goto fail
+		}
+	}
+	if c.dropCaps {
+		// The bounding and ambient sets first, while CAP_SETPCAP is
+		// still ours; permitted and effective after the uid change.
+		for r1 = 0; r1 <= c.capLast; r1++ {
+			_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, r1, 0, 0, 0, 0)
+			if err1 != 0 {
+				idx = stageCapabilities
+				goto fail
+			}
+		}
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0)
+		if err1 != 0 {
+			idx = stageCapabilities
+			goto fail
+		}
+	}
+	if c.setCreds && !c.keepGroups {
 		if len(c.groups) > 0 {
 			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETGROUPS, uintptr(len(c.groups)), uintptr(unsafe.Pointer(&c.groups[0])), 0)
 		} else {
@@ -193,6 +230,8 @@ command:
 			idx = stageSetgroups
 			goto fail
 		}
+	}
+	if c.setCreds {
 		_, _, err1 = syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(c.gid), uintptr(c.gid), uintptr(c.gid))
 		if err1 != 0 {
 			idx = stageSetgid
@@ -204,11 +243,10 @@ command:
 			goto fail
 		}
 	}
-	for i = 0; i < len(c.rlimits); i++ {
-		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, c.rlimits[i].resource,
-			uintptr(unsafe.Pointer(&c.rlimits[i].lim)), 0, 0, 0)
+	if c.dropCaps {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&c.capHdr)), uintptr(unsafe.Pointer(&c.capData[0])), 0)
 		if err1 != 0 {
-			idx = stageRlimit
+			idx = stageCapabilities
 			goto fail
 		}
 	}
@@ -253,6 +291,13 @@ command:
 	if err1 != 0 {
 		idx = stageCloseFds
 		goto fail
+	}
+	if c.seccomp != nil {
+		_, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(c.seccomp)))
+		if err1 != 0 {
+			idx = stageSeccomp
+			goto fail
+		}
 	}
 	// As execvp: try each candidate; a missing one is skipped, a denied
 	// one remembered, anything else is final.

@@ -1,6 +1,7 @@
 package forkexec
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,6 +48,8 @@ const (
 	stageSetgid          = -12
 	stageSetuid          = -13
 	stageCloseInheriteds = -14
+	stageCapabilities    = -15
+	stageSeccomp         = -16
 )
 
 var fixedStages = map[int32]string{
@@ -64,6 +67,8 @@ var fixedStages = map[int32]string{
 	stageSetgid:          "setgid",
 	stageSetuid:          "setuid",
 	stageCloseInheriteds: "close inherited file descriptors",
+	stageCapabilities:    "drop capabilities",
+	stageSeccomp:         "install seccomp filter",
 }
 
 // Rlimit is a resource limit set on the command before execve.
@@ -98,8 +103,17 @@ type Config struct {
 	SetCredentials bool
 	Uid, Gid       uint32
 	Groups         []uint32
+	// KeepGroups leaves the supplementary groups alone: in a user
+	// namespace whose setgroups is denied, setgroups fails.
+	KeepGroups bool
 	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS on the command.
 	NoNewPrivs bool
+	// DropCapabilities empties every capability set of the command:
+	// bounding, ambient, inheritable, permitted and effective.
+	DropCapabilities bool
+	// Seccomp, when set, is installed last before execve (after
+	// no_new_privs, which it needs without CAP_SYS_ADMIN).
+	Seccomp *unix.SockFprog
 	// OOMScoreAdj makes the command the OOM killer's first choice
 	// (oom_score_adj 1000), rather than init: init is a copy of the
 	// caller's address space, so its resident size looks large.
@@ -156,9 +170,16 @@ type childData struct {
 	setCreds   bool
 	uid, gid   uint32
 	groups     []uint32
+	keepGroups bool
 	noNewPrivs bool
+	emptyPath  *byte
 	oomPath    *byte
 	oomValue   [4]byte
+	dropCaps   bool
+	capLast    uintptr
+	capHdr     unix.CapUserHeader
+	capData    [2]unix.CapUserData
+	seccomp    *unix.SockFprog
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -175,6 +196,17 @@ type rlimit struct {
 	resource uintptr
 	lim      unix.Rlimit
 }
+
+// capLast is the highest capability this kernel knows.
+var capLast = sync.OnceValue(func() uintptr {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(string(bytes.TrimSpace(b))); err == nil && n > 0 && n < 64 {
+			return uintptr(n)
+		}
+	}
+	return unix.CAP_LAST_CAP
+})
 
 // Process is a started sandbox init.
 type Process struct {
@@ -216,14 +248,17 @@ func Start(cfg *Config) (p *Process, err error) {
 		uid:        cfg.Uid,
 		gid:        cfg.Gid,
 		groups:     cfg.Groups,
+		keepGroups: cfg.KeepGroups,
 		noNewPrivs: cfg.NoNewPrivs,
+		dropCaps:   cfg.DropCapabilities,
+		capLast:    capLast(),
+		capHdr:     unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
+		seccomp:    cfg.Seccomp,
+		emptyPath:  new(byte),
 	}
 	if cfg.OOMScoreAdj {
 		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
 		copy(c.oomValue[:], "1000")
-	}
-	if c.ops, err = compileSteps(cfg.Steps); err != nil {
-		return nil, err
 	}
 	if c.path, err = bytePtrs(cfg.Path); err != nil {
 		return nil, err
@@ -288,7 +323,29 @@ func Start(cfg *Config) (p *Process, err error) {
 	defer statusW.Close()
 	// The child's ends must block; the parent's stay with the poller.
 	c.goR, c.errW, c.statusW = int(goR.Fd()), int(errW.Fd()), int(statusW.Fd())
-	c.closeRange = closeRanges([]int{c.goR, c.errW, c.statusW, stdio[0], stdio[1], stdio[2]})
+	keep := []int{c.goR, c.errW, c.statusW, stdio[0], stdio[1], stdio[2]}
+	c.closeRange = closeRanges(keep)
+	// Descriptors the steps open on purpose (CloneTree) get numbers above
+	// every one we keep.
+	base := slices.Max(keep) + 1
+	steps := slices.Clone(cfg.Steps)
+	for i := range steps {
+		st := &steps[i]
+		if !st.useSlot {
+			continue
+		}
+		fd := base + st.slot
+		switch st.kind {
+		case opOpenTree, opMoveMount, opClose:
+			st.flags = uintptr(fd)
+		}
+	}
+	if c.ops, err = compileSteps(steps); err != nil {
+		goW.Close()
+		errR.Close()
+		statusR.Close()
+		return nil, err
+	}
 
 	pid, pidfd, errno := forkChild(c)
 	if errno != 0 {

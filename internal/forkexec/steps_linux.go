@@ -18,6 +18,9 @@ const (
 	opSethostname                   // sethostname(a)
 	opLoopbackUp                    // bring the lo interface up
 	opChmod                         // fchmodat(a, mode)
+	opOpenTree                      // open_tree(a, OPEN_TREE_CLONE|AT_RECURSIVE) as descriptor flags
+	opMoveMount                     // move_mount(descriptor flags, b)
+	opClose                         // close descriptor flags
 )
 
 // Step is one step of the setup program the child runs in its new
@@ -33,6 +36,10 @@ type Step struct {
 	a, b, c, d string
 	flags      uintptr
 	mode       uint32
+	// slot numbers a descriptor opened by OpenPath, for OpenPath,
+	// CloseSlot and BindSlot (whose source it is).
+	slot    int
+	useSlot bool
 }
 
 // Mount is mount(2) of source on target.
@@ -107,4 +114,23 @@ func Sethostname(name string) Step {
 // LoopbackUp brings the network namespace's lo interface up.
 func LoopbackUp() Step {
 	return Step{Stage: "bring up lo", Path: "lo", kind: opLoopbackUp}
+}
+
+// CloneTree makes a detached recursive copy of the mount tree at path
+// (open_tree with OPEN_TREE_CLONE), kept as descriptor slot for a later
+// AttachTree: a way to bind a host path after the host's root is gone, so
+// that nothing in the new root can redirect the bind to the host.
+func CloneTree(stage, path string, slot int) Step {
+	return Step{Stage: stage, Path: path, kind: opOpenTree, a: path, slot: slot, useSlot: true}
+}
+
+// AttachTree mounts the tree cloned by CloneTree(slot) on target
+// (move_mount). Target resolves in the caller's current root.
+func AttachTree(stage string, slot int, target string) Step {
+	return Step{Stage: stage, Path: target, kind: opMoveMount, b: target, slot: slot, useSlot: true}
+}
+
+// CloseSlot closes the descriptor of an OpenPath step.
+func CloseSlot(slot int) Step {
+	return Step{Stage: "close descriptor", kind: opClose, slot: slot, useSlot: true}
 }

@@ -1,0 +1,241 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/internal/seccomp"
+	"github.com/hutchbox/hutch/internal/state"
+	"github.com/hutchbox/hutch/rootfs"
+)
+
+// oldRootName is where the host's root sits inside the new root between
+// pivot_root and its detach.
+const oldRootName = ".hutch-old-root"
+
+// devices are bound from the host into the sandbox's /dev.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// Paths of /proc hidden from the command, as runc hides them: files get
+// /dev/null bound over them, directories an empty read-only tmpfs.
+var (
+	maskedProcFiles = []string{"kcore", "keys", "timer_list", "timer_stats", "sched_debug", "latency_stats", "interrupts", "sysrq-trigger"}
+	maskedProcDirs  = []string{"acpi", "asound", "scsi"}
+	// readOnlyProc are bound onto themselves read-only.
+	readOnlyProc = []string{"sys", "bus", "fs", "irq"}
+)
+
+// plan is a run's prepared child configuration, without its stdio.
+type plan struct {
+	config forkexec.Config
+	// userNS: the sandbox has its own user namespace, root inside mapped
+	// to the caller's uid outside.
+	userNS bool
+	// filter backs config.Seccomp: it must stay alive until the clone.
+	filter *seccomp.Program
+}
+
+// plan prepares everything the child will do.
+func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
+	limits := c.Limits.withDefaults()
+	// Without root, a user namespace provides the privilege to set the
+	// sandbox up (its root maps to the caller's own uid).
+	userNS := os.Geteuid() != 0
+	overlayOpts := ""
+	if userNS {
+		overlayOpts = ",userxattr"
+	}
+	cred, err := c.credential(userNS)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := c.Syscalls.program()
+	if err != nil {
+		return nil, err
+	}
+	if len(spec.Layers) == 0 {
+		return nil, fmt.Errorf("sandbox: image has no layers")
+	}
+	for _, l := range spec.Layers {
+		if !filepath.IsAbs(l) || strings.ContainsAny(l, ":,\\") {
+			return nil, fmt.Errorf("sandbox: image layer %q: must be an absolute path without ':', ',' or '\\'", l)
+		}
+	}
+	binds, err := resolveBinds(c.Binds)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDevNull(); err != nil {
+		return nil, err
+	}
+	scratch, err := state.Ensure("mnt")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: state directory: %w", err)
+	}
+	var (
+		upper = scratch + "/upper"
+		work  = scratch + "/work"
+		root  = scratch + "/root"
+		tmp   = scratch + "/tmp"
+		old   = "/" + oldRootName
+		size  = fmt.Sprintf("size=%d", limits.Disk)
+	)
+	s := []forkexec.Step{
+		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
+		forkexec.Mount("mount scratch tmpfs", "tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"),
+		forkexec.Mkdir("create upper dir", upper, 0o755),
+		forkexec.Mkdir("create work dir", work, 0o755),
+		forkexec.Mkdir("create root dir", root, 0o755),
+		forkexec.Mkdir("create /tmp", tmp, 0o1777),
+		forkexec.Mount("mount overlay", "overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV,
+			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work+overlayOpts),
+		forkexec.Chdir("enter root", root),
+		// An image whose /proc, /dev or /tmp is a symbolic link is refused:
+		// the mounts below would follow it.
+		forkexec.EnsureDir("check /proc", "proc", 0o555),
+		forkexec.EnsureDir("check /dev", "dev", 0o755),
+		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
+		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
+	}
+	for _, f := range maskedProcFiles {
+		if _, err := os.Lstat("/proc/" + f); err == nil {
+			s = append(s, forkexec.Bind("mask /proc/"+f, "/dev/null", "proc/"+f))
+		}
+	}
+	for _, d := range maskedProcDirs {
+		if _, err := os.Lstat("/proc/" + d); err == nil {
+			s = append(s, forkexec.Mount("mask /proc/"+d, "tmpfs", "proc/"+d, "tmpfs",
+				unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0555,size=4k"))
+		}
+	}
+	for _, d := range readOnlyProc {
+		if _, err := os.Lstat("/proc/" + d); err == nil {
+			s = append(s,
+				forkexec.Bind("make /proc/"+d+" read-only", "proc/"+d, "proc/"+d),
+				forkexec.Remount("make /proc/"+d+" read-only", "proc/"+d,
+					unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC))
+		}
+	}
+	// /dev is nodev: the device nodes below are binds of the host's, which
+	// carry their own flags; nothing made in the tmpfs itself opens a device.
+	s = append(s, forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=65536"))
+	for _, d := range devices {
+		s = append(s,
+			forkexec.Touch("create /dev/"+d, "dev/"+d, 0o666),
+			forkexec.Bind("bind /dev/"+d, "/dev/"+d, "dev/"+d))
+	}
+	s = append(s,
+		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),
+		forkexec.Mount("mount /dev/shm", "tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"),
+		forkexec.Mkdir("create /dev/pts", "dev/pts", 0o755),
+		forkexec.Mount("mount /dev/pts", "devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+		forkexec.Symlink("link /dev/ptmx", "pts/ptmx", "dev/ptmx"),
+		forkexec.Symlink("link /dev/fd", "/proc/self/fd", "dev/fd"),
+		forkexec.Symlink("link /dev/stdin", "/proc/self/fd/0", "dev/stdin"),
+		forkexec.Symlink("link /dev/stdout", "/proc/self/fd/1", "dev/stdout"),
+		forkexec.Symlink("link /dev/stderr", "/proc/self/fd/2", "dev/stderr"),
+		forkexec.Bind("mount /tmp", tmp, "tmp"),
+	)
+	// Bind sources are cloned as detached mount trees while the host's
+	// root is still there; they are attached once it is gone, so that
+	// their targets resolve inside the new root and no symbolic link in the
+	// image can aim one at a host path.
+	all := append(imageBinds(spec.Binds), binds...)
+	for i, b := range all {
+		s = append(s, forkexec.CloneTree("clone bind source", b.Source, i))
+	}
+	s = append(s,
+		forkexec.Mkdir("create old root dir", oldRootName, 0o700),
+		forkexec.PivotRoot("pivot_root", ".", oldRootName),
+		forkexec.Chdir("enter new root", "/"),
+		forkexec.Umount("detach old root", old, unix.MNT_DETACH),
+		forkexec.Rmdir("remove old root dir", old),
+	)
+	for i, b := range all {
+		for _, d := range b.parents {
+			s = append(s, forkexec.Mkdir("create bind target", d, 0o755))
+		}
+		if b.dir {
+			s = append(s, forkexec.Mkdir("create bind target", b.Target, 0o755))
+		} else {
+			s = append(s, forkexec.Touch("create bind target", b.Target, 0o644))
+		}
+		flags := uintptr(unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV)
+		if !b.Writable {
+			flags |= unix.MS_RDONLY
+		}
+		s = append(s,
+			forkexec.AttachTree("bind mount", i, b.Target),
+			forkexec.Remount("restrict bind", b.Target, flags|b.lockedFlags),
+			forkexec.CloseSlot(i))
+	}
+	hostname := c.Hostname
+	if hostname == "" {
+		hostname = DefaultHostname
+	}
+	dir := c.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	// The working directory is reached after the host's root is gone, so
+	// it is inside the new root whatever links the image holds.
+	s = append(s,
+		forkexec.Sethostname(hostname),
+		forkexec.LoopbackUp(),
+		forkexec.Chdir("chdir", dir),
+	)
+
+	env := c.Env
+	pathEnv := DefaultPath
+	hasPath := false
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv, hasPath = v, true
+		}
+	}
+	if !hasPath {
+		env = append(env[:len(env):len(env)], "PATH="+DefaultPath)
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
+	if userNS {
+		flags |= unix.CLONE_NEWUSER
+	}
+	cfg := forkexec.Config{
+		Cloneflags:       flags,
+		CgroupNS:         true,
+		Steps:            s,
+		Path:             lookPath(c.Args[0], pathEnv),
+		Argv:             c.Args,
+		Env:              env,
+		OOMScoreAdj:      true,
+		DropCapabilities: true,
+		NoNewPrivs:       true,
+		SetCredentials:   true,
+		Uid:              cred.UID,
+		Gid:              cred.GID,
+		Groups:           cred.Groups,
+		KeepGroups:       userNS,
+	}
+	if filter != nil {
+		cfg.Seccomp = &filter.Fprog
+	}
+	return &plan{userNS: userNS, config: cfg, filter: filter}, nil
+}
+
+// checkDevNull makes sure the /dev/null that masks /proc files is the real
+// null device (1:3), not a file someone put in its place.
+func checkDevNull() error {
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/null", &st); err != nil {
+		return fmt.Errorf("sandbox: /dev/null: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 1 || unix.Minor(st.Rdev) != 3 {
+		return fmt.Errorf("sandbox: /dev/null is not the null device (1:3)")
+	}
+	return nil
+}

@@ -214,10 +214,10 @@ type Manager struct {
 //     assumes every hierarchy sits beside the first one it finds), and
 //     cgroup1's Delete walks each hierarchy's directory for tasks before
 //     removing it: New+Delete with the same limits in the same hierarchies
-//     take about 3x the time and 14x the allocations of ours (~510µs and 531
-//     allocations against ~160µs and 39 on the v1 development machine; with
-//     containerd's default of every mounted hierarchy, ~1ms). What is left
-//     of ours is the kernel's mkdir and rmdir.
+//     take about 3.5x the time and 14x the allocations of ours (~560µs and
+//     531 allocations against ~160µs and 39 on the v1 development machine;
+//     with containerd's default of every mounted hierarchy, ~1.1ms). What is
+//     left of ours is mostly the kernel's mkdir and rmdir.
 //   - Kill. cgroup1 has none. cgroup2's writes cgroup.kill and returns
 //     without waiting for the group to empty; before Linux 5.14 it falls back
 //     to wait(2)ing for every killed pid, which would reap the sandbox's own

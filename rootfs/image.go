@@ -22,6 +22,27 @@ type Spec struct {
 	// Binds are host paths bound read-only into the root once the overlay
 	// is mounted, in order. Their targets must exist in the layers.
 	Binds []Bind
+
+	// Config is how the image asks to be run, when it says (an OCI or
+	// Docker image does; a plain directory does not). The sandbox applies
+	// it where the caller leaves the matching setting empty.
+	Config *Config
+}
+
+// Config is the part of an OCI image configuration that says how to run
+// it.
+type Config struct {
+	// Env is the default environment, "KEY=value" strings.
+	Env []string `json:"Env,omitempty"`
+	// Entrypoint and Cmd make the default command: Entrypoint followed by
+	// Cmd. A caller that gives its own command replaces both.
+	Entrypoint []string `json:"Entrypoint,omitempty"`
+	Cmd        []string `json:"Cmd,omitempty"`
+	// WorkingDir is the default working directory.
+	WorkingDir string `json:"WorkingDir,omitempty"`
+	// User is the default user: "uid", "uid:gid", "name" or "name:group",
+	// names looked up in the image's /etc/passwd and /etc/group.
+	User string `json:"User,omitempty"`
 }
 
 // Bind binds a host path into the sandbox's root.

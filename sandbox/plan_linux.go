@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -85,6 +88,15 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 		old   = "/" + oldRootName
 		size  = fmt.Sprintf("size=%d", limits.Disk)
 	)
+	if c.WritableLayer != "" {
+		if upper, work, err = prepareWritableLayer(c.WritableLayer); err != nil {
+			return nil, err
+		}
+	}
+	lower, lowerDir, err := lowerdirOption(spec.Layers)
+	if err != nil {
+		return nil, err
+	}
 	s := []forkexec.Step{
 		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
 		forkexec.Mount("mount scratch tmpfs", "tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"),
@@ -92,8 +104,14 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 		forkexec.Mkdir("create work dir", work, 0o755),
 		forkexec.Mkdir("create root dir", root, 0o755),
 		forkexec.Mkdir("create /tmp", tmp, 0o1777),
+	}
+	if lowerDir != "" {
+		// Layer paths relative to here keep the option string in a page.
+		s = append(s, forkexec.Chdir("enter layer links", lowerDir))
+	}
+	s = append(s,
 		forkexec.Mount("mount overlay", "overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV,
-			"lowerdir="+strings.Join(spec.Layers, ":")+",upperdir="+upper+",workdir="+work+overlayOpts),
+			"lowerdir="+lower+",upperdir="+upper+",workdir="+work+overlayOpts),
 		forkexec.Chdir("enter root", root),
 		// An image whose /proc, /dev or /tmp is a symbolic link is refused:
 		// the mounts below would follow it.
@@ -101,7 +119,7 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 		forkexec.EnsureDir("check /dev", "dev", 0o755),
 		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
 		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
-	}
+	)
 	for _, f := range maskedProcFiles {
 		if _, err := os.Lstat("/proc/" + f); err == nil {
 			s = append(s, forkexec.Bind("mask /proc/"+f, "/dev/null", "proc/"+f))
@@ -238,4 +256,64 @@ func checkDevNull() error {
 		return fmt.Errorf("sandbox: /dev/null is not the null device (1:3)")
 	}
 	return nil
+}
+
+// maxOverlayOptions is what fits in the mount options page with room for
+// the upper and work dirs.
+const maxOverlayOptions = 3000
+
+// lowerdirOption returns the overlay's lowerdir value. When the layers'
+// paths are too long for the one page the mount options may fill (an
+// image of many layers), it makes short symbolic links to them in the
+// state directory and returns their names with the directory to mount
+// from.
+func lowerdirOption(layers []string) (lower, dir string, err error) {
+	lower = strings.Join(layers, ":")
+	if len(lower) <= maxOverlayOptions {
+		return lower, "", nil
+	}
+	dir, err = state.Ensure("l")
+	if err != nil {
+		return "", "", fmt.Errorf("sandbox: state directory: %w", err)
+	}
+	names := make([]string, len(layers))
+	for i, l := range layers {
+		sum := sha256.Sum256([]byte(l))
+		name := hex.EncodeToString(sum[:5])
+		link := filepath.Join(dir, name)
+		if target, err := os.Readlink(link); err != nil || target != l {
+			tmp := link + ".tmp" + strconv.Itoa(os.Getpid())
+			os.Remove(tmp)
+			if err := os.Symlink(l, tmp); err != nil {
+				return "", "", fmt.Errorf("sandbox: layer link: %w", err)
+			}
+			if err := os.Rename(tmp, link); err != nil {
+				return "", "", fmt.Errorf("sandbox: layer link: %w", err)
+			}
+		}
+		names[i] = name
+	}
+	lower = strings.Join(names, ":")
+	if len(lower) > maxOverlayOptions {
+		return "", "", fmt.Errorf("sandbox: image has too many layers (%d) for one overlay mount", len(layers))
+	}
+	return lower, dir, nil
+}
+
+// prepareWritableLayer makes the upper and work directories of a writable
+// layer kept on the host.
+func prepareWritableLayer(dir string) (upper, work string, err error) {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return "", "", invalid("WritableLayer", "%s is not empty", dir)
+	}
+	upper, work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", "", fmt.Errorf("sandbox: writable layer: %w", err)
+		}
+	}
+	if strings.ContainsAny(dir, ":,\\") {
+		return "", "", invalid("WritableLayer", "%q has ':', ',' or '\\'", dir)
+	}
+	return upper, work, nil
 }

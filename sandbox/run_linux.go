@@ -42,12 +42,18 @@ func (c *Cmd) Run(ctx context.Context) (*Result, error) {
 	if ctx == nil {
 		panic("sandbox: nil Context")
 	}
-	if err := c.validate(); err != nil {
+	if err := c.validate(true); err != nil {
 		return nil, err
 	}
 	spec, err := c.Image.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image: %w", err)
+	}
+	if c, err = c.withImageConfig(spec); err != nil {
+		return nil, err
+	}
+	if err := c.validate(false); err != nil {
+		return nil, err
 	}
 	limits := c.Limits.withDefaults()
 	enf, err := enforce(limits)
@@ -99,6 +105,10 @@ func (r *run) kill(reason int32) {
 
 func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 	c := r.cmd
+	if c.WritableLayer != "" {
+		// The overlay's work dir is scratch space; the upper dir is the layer.
+		defer os.RemoveAll(filepath.Join(c.WritableLayer, "work"))
+	}
 	// Files the parent must close once the child has its copies.
 	var childEnds []*os.File
 	closeChildEnds := func() {

@@ -14,7 +14,7 @@ func (c *Cmd) Run(ctx context.Context) (*Result, error) {
 	if ctx == nil {
 		panic("sandbox: nil Context")
 	}
-	if err := c.validate(); err != nil {
+	if err := c.validate(false); err != nil {
 		return nil, err
 	}
 	return nil, fmt.Errorf("sandbox: Linux namespaces are needed: %w", errors.ErrUnsupported)

@@ -129,6 +129,14 @@ type Cmd struct {
 	// Syscalls adjusts the seccomp filter the command runs under; nil
 	// means the default filter.
 	Syscalls *SyscallFilter
+	// WritableLayer, when set, is a host directory that holds the run's
+	// writable layer instead of a tmpfs, and keeps it after the run: its
+	// "upper" subdirectory is the overlay's upper layer (with overlayfs
+	// whiteouts for deletions), ready to be committed as an image layer.
+	// It must not exist or be empty, on a filesystem overlayfs accepts as
+	// an upper layer (not overlayfs itself). Limits.Disk then bounds only
+	// /tmp and /dev/shm, which are not part of the layer.
+	WritableLayer string
 }
 
 // Credential is a user identity inside the sandbox.
@@ -302,13 +310,20 @@ func invalid(field, format string, args ...any) error {
 	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// validate checks the parts of c that need no system call.
-func (c *Cmd) validate() error {
+// validate checks the parts of c that need no system call. With
+// imageMayHaveCmd, an empty Args is left for the image's config to fill.
+func (c *Cmd) validate(imageMayHaveCmd bool) error {
 	if c.Image == nil {
 		return invalid("Image", "nil")
 	}
-	if len(c.Args) == 0 || c.Args[0] == "" {
+	if !imageMayHaveCmd && (len(c.Args) == 0 || c.Args[0] == "") {
 		return invalid("Args", "empty command")
+	}
+	if len(c.Args) > 0 && c.Args[0] == "" {
+		return invalid("Args", "empty command")
+	}
+	if c.WritableLayer != "" && !path.IsAbs(c.WritableLayer) {
+		return invalid("WritableLayer", "%q is not absolute", c.WritableLayer)
 	}
 	for _, a := range c.Args {
 		if strings.IndexByte(a, 0) >= 0 {
@@ -368,4 +383,44 @@ func (c *Cmd) validate() error {
 		}
 	}
 	return nil
+}
+
+// withImageConfig returns a copy of c with the image's run configuration
+// applied where c leaves a setting empty: the command (Entrypoint followed
+// by Cmd, when c has no Args), the environment (per variable, c's win), the
+// working directory and the user.
+func (c *Cmd) withImageConfig(spec *rootfs.Spec) (*Cmd, error) {
+	cfg := spec.Config
+	if cfg == nil {
+		return c, nil
+	}
+	e := *c
+	if len(e.Args) == 0 {
+		e.Args = append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
+	}
+	if len(cfg.Env) > 0 {
+		set := map[string]bool{}
+		for _, kv := range c.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			set[k] = true
+		}
+		env := append([]string(nil), c.Env...)
+		for _, kv := range cfg.Env {
+			if k, _, _ := strings.Cut(kv, "="); !set[k] {
+				env = append(env, kv)
+			}
+		}
+		e.Env = env
+	}
+	if e.Dir == "" {
+		e.Dir = cfg.WorkingDir
+	}
+	if e.Credential == nil && cfg.User != "" {
+		uid, gid, err := spec.LookupUser(cfg.User)
+		if err != nil {
+			return nil, invalid("Image", "%v", err)
+		}
+		e.Credential = &Credential{UID: uid, GID: gid}
+	}
+	return &e, nil
 }

@@ -920,3 +920,38 @@ func (m *Manager) rmdir() {
 		unix.Rmdir(m.dirs[i])
 	}
 }
+
+// Children returns the names of the group's child groups, in any of its
+// hierarchies.
+func (m *Manager) Children() ([]string, error) {
+	seen := map[string]bool{}
+	var names []string
+	for _, d := range m.dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, &Error{Op: "list children", Path: m.path, Err: err}
+		}
+		for _, e := range entries {
+			if e.IsDir() && !seen[e.Name()] {
+				seen[e.Name()] = true
+				names = append(names, e.Name())
+			}
+		}
+	}
+	return names, nil
+}
+
+// ProcsFiles returns the group's cgroup.procs files, one per hierarchy. A
+// process that writes "0" to each of them, through descriptors opened
+// beforehand, moves itself into the group: how a sandboxed command joins
+// its group between fork and execve, without its parent joining too.
+func (m *Manager) ProcsFiles() []string {
+	files := make([]string, len(m.dirs))
+	for i, d := range m.dirs {
+		files[i] = d + "/cgroup.procs"
+	}
+	return files
+}

@@ -43,8 +43,9 @@ type plan struct {
 	filter *seccomp.Program
 }
 
-// plan prepares everything the child will do.
-func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
+// plan prepares everything the child will do. With pause, the child sets
+// the sandbox up and stays as its init, running no command (New).
+func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	limits := c.Limits.withDefaults()
 	// Without root, a user namespace provides the privilege to set the
 	// sandbox up (its root maps to the caller's own uid).
@@ -202,31 +203,41 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 	}
 	// The working directory is reached after the host's root is gone, so
 	// it is inside the new root whatever links the image holds.
-	s = append(s,
-		forkexec.Sethostname(hostname),
-		forkexec.LoopbackUp(),
-		forkexec.Chdir("chdir", dir),
-	)
+	s = append(s, forkexec.Sethostname(hostname))
+	if c.Network != NetworkHost {
+		s = append(s, forkexec.LoopbackUp())
+	}
+	if !pause {
+		s = append(s, forkexec.Chdir("chdir", dir))
+	}
 
-	env := c.Env
-	pathEnv := DefaultPath
-	hasPath := false
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			pathEnv, hasPath = v, true
-		}
+	env, pathEnv := withPath(c.Env)
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if c.Network != NetworkHost {
+		flags |= unix.CLONE_NEWNET
 	}
-	if !hasPath {
-		env = append(env[:len(env):len(env)], "PATH="+DefaultPath)
-	}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET)
 	if userNS {
 		flags |= unix.CLONE_NEWUSER
 	}
+	if pause {
+		return &plan{userNS: userNS, config: forkexec.Config{
+			Cloneflags: flags,
+			CgroupNS:   true,
+			Steps:      s,
+			Pause:      true,
+		}}, nil
+	}
+	cfg := c.commandConfig(cred, filter, env, pathEnv, userNS)
+	cfg.Cloneflags = flags
+	cfg.CgroupNS = true
+	cfg.Steps = s
+	return &plan{userNS: userNS, config: cfg, filter: filter}, nil
+}
+
+// commandConfig is the part of the child's configuration about the
+// command itself: who it runs as, its filter, what it executes.
+func (c *Cmd) commandConfig(cred Credential, filter *seccomp.Program, env []string, pathEnv string, userNS bool) forkexec.Config {
 	cfg := forkexec.Config{
-		Cloneflags:       flags,
-		CgroupNS:         true,
-		Steps:            s,
 		Path:             lookPath(c.Args[0], pathEnv),
 		Argv:             c.Args,
 		Env:              env,
@@ -242,7 +253,42 @@ func (c *Cmd) plan(spec *rootfs.Spec) (*plan, error) {
 	if filter != nil {
 		cfg.Seccomp = &filter.Fprog
 	}
-	return &plan{userNS: userNS, config: cfg, filter: filter}, nil
+	return cfg
+}
+
+// joinPlan prepares a child that joins the running sandbox sb and runs c
+// there: it enters sb's namespaces (and so its root, already pivoted) and
+// forks the command into sb's PID namespace.
+func (c *Cmd) joinPlan(sb *Sandbox) (*plan, error) {
+	cred, err := c.credential(sb.userNS)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := c.Syscalls.program()
+	if err != nil {
+		return nil, err
+	}
+	env, pathEnv := withPath(c.Env)
+	dir := c.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	cfg := c.commandConfig(cred, filter, env, pathEnv, sb.userNS)
+	cfg.Join = sb.ns
+	cfg.CgroupNS = true
+	cfg.Steps = []forkexec.Step{forkexec.Chdir("chdir", dir)}
+	return &plan{config: cfg, filter: filter}, nil
+}
+
+// withPath returns env with PATH=DefaultPath added when it has none, and
+// the PATH commands are looked up in.
+func withPath(env []string) ([]string, string) {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			return env, v
+		}
+	}
+	return append(env[:len(env):len(env)], "PATH="+DefaultPath), DefaultPath
 }
 
 // checkDevNull makes sure the /dev/null that masks /proc files is the real

@@ -38,9 +38,76 @@ const (
 // a bad image, a *SetupError when the sandbox could not be set up or the
 // command not executed, and the context's error (with a Result of status
 // Canceled) when ctx ended first. Nothing Run created outlives it.
+//
+// A Cmd from Sandbox.Command runs inside that sandbox instead.
 func (c *Cmd) Run(ctx context.Context) (*Result, error) {
+	r, err := c.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.wait()
+}
+
+// Start starts the command and returns once it has been executed; the
+// Process's Wait then waits for it to end. The context kills the command
+// when it ends first, as for Run.
+func (c *Cmd) Start(ctx context.Context) (*Process, error) {
+	r, err := c.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{run: r, done: make(chan struct{})}
+	go func() {
+		p.res, p.err = r.wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Process is a command started with Cmd.Start.
+type Process struct {
+	run  *run
+	done chan struct{}
+	res  *Result
+	err  error
+}
+
+// Wait waits for the command to end and returns its Result, as Cmd.Run
+// would have.
+func (p *Process) Wait() (*Result, error) {
+	<-p.done
+	return p.res, p.err
+}
+
+// Done is closed when the command has ended and Wait will not block.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Signal sends sig to the command (not to the rest of its sandbox). It
+// does nothing once the command has ended.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	pid, err := p.run.proc.CommandPid()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+		return err
+	}
+	return nil
+}
+
+// start does everything up to the command's execve, and starts the
+// goroutines that feed and drain it and watch its limits.
+func (c *Cmd) start(ctx context.Context) (*run, error) {
 	if ctx == nil {
 		panic("sandbox: nil Context")
+	}
+	if c.sandbox != nil {
+		return c.sandbox.start(ctx, c)
 	}
 	if err := c.validate(true); err != nil {
 		return nil, err
@@ -60,7 +127,7 @@ func (c *Cmd) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := c.plan(spec)
+	plan, err := c.plan(spec, false)
 	if err != nil {
 		return nil, err
 	}
@@ -68,8 +135,15 @@ func (c *Cmd) Run(ctx context.Context) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &run{cmd: c, limits: limits, enf: enf}
-	return r.do(ctx, plan)
+	collectGarbageOnce()
+	r := &run{ctx: ctx, cmd: c, limits: limits, enf: enf}
+	if enf.cgroup {
+		r.cgroup = &cgroup.Config{Name: runName(), Resources: enf.resources}
+	}
+	if err := r.start(plan); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (l Limits) withDefaults() Limits {
@@ -85,17 +159,37 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// run is the state of one Cmd.Run.
+// run is the state of one command, from start to wait.
 type run struct {
+	ctx    context.Context
 	cmd    *Cmd
 	limits Limits
 	enf    *enforcement
+	// cgroup, when set, is the group the run makes for itself.
+	cgroup *cgroup.Config
 	killed atomic.Int32
 	proc   *forkexec.Process
 	cg     *cgroup.Manager
 	// cpuBase is the cgroup's CPU usage when the command was executed:
 	// the sandbox's own setup is not the command's to pay for.
 	cpuBase time.Duration
+	lock    *runLock
+	// inSandbox: the command runs in a long-lived Sandbox, where what it
+	// leaves running may hold its output open after it ends.
+	inSandbox bool
+	// sharedLock: the run's cgroup is under a sandbox's, whose lock
+	// covers it.
+	sharedLock bool
+
+	startTime      time.Time
+	stdinW         *os.File
+	parentEnds     []*os.File
+	copiers        sync.WaitGroup
+	stdout, stderr *capWriter
+	cleanup        []func()
+	stopCtx        func() bool
+	wallTimer      *time.Timer
+	watchdogDone   chan struct{}
 }
 
 func (r *run) kill(reason int32) {
@@ -103,29 +197,45 @@ func (r *run) kill(reason int32) {
 	r.proc.Kill()
 }
 
-func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
+// undo runs the cleanups registered so far, last first.
+func (r *run) undo() {
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		r.cleanup[i]()
+	}
+	r.cleanup = nil
+}
+
+func (r *run) start(plan *plan) (err error) {
 	c := r.cmd
+	defer func() {
+		if err != nil {
+			r.undo()
+		}
+	}()
 	if c.WritableLayer != "" {
 		// The overlay's work dir is scratch space; the upper dir is the layer.
-		defer os.RemoveAll(filepath.Join(c.WritableLayer, "work"))
+		r.cleanup = append(r.cleanup, func() { os.RemoveAll(filepath.Join(c.WritableLayer, "work")) })
 	}
 	// Files the parent must close once the child has its copies.
 	var childEnds []*os.File
-	closeChildEnds := func() {
+	defer func() {
 		for _, f := range childEnds {
 			f.Close()
 		}
-		childEnds = nil
+	}()
+	closeParentEnds := func() {
+		for _, f := range r.parentEnds {
+			f.Close()
+		}
 	}
-	defer closeChildEnds()
+	r.cleanup = append(r.cleanup, closeParentEnds)
 
 	var stdin *os.File
-	var stdinW *os.File
 	switch in := c.Stdin.(type) {
 	case nil:
 		f, err := os.Open(os.DevNull)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		stdin = f
 		childEnds = append(childEnds, f)
@@ -134,75 +244,76 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 	default:
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		stdin, stdinW = pr, pw
+		stdin, r.stdinW = pr, pw
 		childEnds = append(childEnds, pr)
+		r.parentEnds = append(r.parentEnds, pw)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		if stdinW != nil {
-			stdinW.Close()
-		}
-		return nil, err
+		return err
 	}
 	childEnds = append(childEnds, outW)
+	r.parentEnds = append(r.parentEnds, outR)
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		outR.Close()
-		if stdinW != nil {
-			stdinW.Close()
-		}
-		return nil, err
+		return err
 	}
 	childEnds = append(childEnds, errW)
-	parentEnds := []*os.File{outR, errR}
-	if stdinW != nil {
-		parentEnds = append(parentEnds, stdinW)
-	}
-	closeParentEnds := func() {
-		for _, f := range parentEnds {
-			f.Close()
-		}
-	}
+	r.parentEnds = append(r.parentEnds, errR)
 
-	if r.enf.cgroup {
-		cg, err := cgroup.New(cgroup.Config{Name: runName(), Resources: r.enf.resources})
+	if r.cgroup != nil {
+		if !r.sharedLock {
+			if r.lock, err = takeRunLock(r.cgroup); err != nil {
+				return &SetupError{Stage: "lock state", Err: err}
+			}
+			r.cleanup = append(r.cleanup, r.lock.release)
+		}
+		cg, err := cgroup.New(*r.cgroup)
 		if err != nil {
-			closeParentEnds()
-			return nil, &SetupError{Stage: "create cgroup", Err: err}
+			return &SetupError{Stage: "create cgroup", Err: err}
 		}
 		r.cg = cg
-		defer r.removeCgroup()
+		r.cleanup = append(r.cleanup, r.removeCgroup)
 	}
 
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
+	if r.cg != nil {
+		for _, name := range r.cg.ProcsFiles() {
+			f, err := os.OpenFile(name, os.O_WRONLY, 0)
+			if err != nil {
+				return &SetupError{Stage: "open cgroup", Path: name, Err: err}
+			}
+			childEnds = append(childEnds, f)
+			cfg.CgroupProcs = append(cfg.CgroupProcs, f)
+		}
+	}
 	proc, err := forkexec.Start(&cfg)
-	runtime.KeepAlive(plan.filter)
-	closeChildEnds()
+	runtime.KeepAlive(plan)
+	for _, f := range childEnds {
+		f.Close()
+	}
+	childEnds = nil
 	if err != nil {
-		closeParentEnds()
-		return nil, r.setupError(err)
+		return r.setupError(err)
 	}
 	r.proc = proc
-	// The child waits for the go-ahead: no instruction of the command
-	// runs before it is in its cgroup.
+	// The child waits for the go-ahead; the command moves itself into its
+	// cgroup before anything else, so no instruction of it runs uncounted.
 	if err := r.place(plan); err != nil {
 		proc.Close()
-		closeParentEnds()
-		return nil, err
+		return err
 	}
 
-	start := time.Now()
-	if err := proc.Release(ctx); err != nil {
-		closeParentEnds()
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil, err
+	r.startTime = time.Now()
+	if err := proc.Release(r.ctx); err != nil {
+		if r.ctx.Err() != nil && errors.Is(err, r.ctx.Err()) {
+			return err
 		}
-		return nil, r.setupError(err)
+		return r.setupError(err)
 	}
-
 	if r.cg != nil {
 		if used, err := r.cg.CPUUsage(); err == nil {
 			r.cpuBase = used
@@ -210,42 +321,63 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 	}
 
 	// The command runs. Feed stdin, drain stdout and stderr.
-	if stdinW != nil {
-		go func() {
-			io.Copy(stdinW, c.Stdin)
-			stdinW.Close()
-		}()
+	if r.stdinW != nil {
+		go func(w *os.File) {
+			io.Copy(w, c.Stdin)
+			w.Close()
+		}(r.stdinW)
 	}
-	var wg sync.WaitGroup
-	stdout := &capWriter{dst: c.Stdout, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
-	stderr := &capWriter{dst: c.Stderr, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
+	r.stdout = &capWriter{dst: c.Stdout, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
+	r.stderr = &capWriter{dst: c.Stderr, limit: r.limits.Output, onLimit: func() { r.kill(killOutput) }}
 	for _, p := range []struct {
 		w *capWriter
 		f *os.File
-	}{{stdout, outR}, {stderr, errR}} {
-		wg.Add(1)
+	}{{r.stdout, outR}, {r.stderr, errR}} {
+		r.copiers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer r.copiers.Done()
 			p.w.drain(p.f)
 		}()
 	}
-
 	if r.limits.WallTime > 0 {
-		t := time.AfterFunc(r.limits.WallTime, func() { r.kill(killWall) })
-		defer t.Stop()
+		r.wallTimer = time.AfterFunc(r.limits.WallTime, func() { r.kill(killWall) })
 	}
-	stop := context.AfterFunc(ctx, func() { r.kill(killCanceled) })
-	done := make(chan struct{})
+	r.stopCtx = context.AfterFunc(r.ctx, func() { r.kill(killCanceled) })
+	r.watchdogDone = make(chan struct{})
 	if r.cg != nil && r.limits.CPUTime > 0 {
-		go r.cpuWatchdog(done)
+		go r.cpuWatchdog(r.watchdogDone)
 	}
-	ex, waitErr := proc.Wait()
-	wall := time.Since(start)
-	close(done)
-	stop()
-	// Every process of the namespace is gone, so the pipes are at EOF.
-	wg.Wait()
-	closeParentEnds()
+	return nil
+}
+
+// wait waits for the command, collects its Result and removes what the
+// run created.
+func (r *run) wait() (*Result, error) {
+	defer r.undo()
+	ex, waitErr := r.proc.Wait()
+	wall := time.Since(r.startTime)
+	close(r.watchdogDone)
+	r.stopCtx()
+	if r.wallTimer != nil {
+		r.wallTimer.Stop()
+	}
+	if r.inSandbox {
+		// What the command left running in the sandbox may still hold its
+		// output open: give the pipes a moment, then stop reading.
+		copied := make(chan struct{})
+		go func() { r.copiers.Wait(); close(copied) }()
+		select {
+		case <-copied:
+		case <-time.After(100 * time.Millisecond):
+			for _, f := range r.parentEnds {
+				f.Close()
+			}
+			<-copied
+		}
+	} else {
+		// Every process of the sandbox is gone, so the pipes are at EOF.
+		r.copiers.Wait()
+	}
 	if waitErr != nil {
 		return nil, waitErr
 	}
@@ -254,16 +386,16 @@ func (r *run) do(ctx context.Context, plan *plan) (*Result, error) {
 		return nil, err
 	}
 	res.Status = r.status(ex, res)
-	res.Stdout, res.StdoutTruncated = stdout.buf, stdout.truncated
-	res.Stderr, res.StderrTruncated = stderr.buf, stderr.truncated
-	if err := stdout.err; err != nil {
+	res.Stdout, res.StdoutTruncated = r.stdout.buf, r.stdout.truncated
+	res.Stderr, res.StderrTruncated = r.stderr.buf, r.stderr.truncated
+	if err := r.stdout.err; err != nil {
 		return res, fmt.Errorf("sandbox: writing stdout: %w", err)
 	}
-	if err := stderr.err; err != nil {
+	if err := r.stderr.err; err != nil {
 		return res, fmt.Errorf("sandbox: writing stderr: %w", err)
 	}
 	if res.Status == Canceled {
-		return res, ctx.Err()
+		return res, r.ctx.Err()
 	}
 	return res, nil
 }
@@ -326,18 +458,10 @@ func (r *run) setupError(err error) error {
 	return &SetupError{Stage: "start", Err: err}
 }
 
-// place puts the waiting child in its cgroup and writes its ID maps.
+// place writes the waiting child's ID maps.
 func (r *run) place(plan *plan) error {
-	if r.cg != nil {
-		if err := r.cg.AddProc(r.proc.Pid); err != nil {
-			return &SetupError{Stage: "join cgroup", Err: err}
-		}
-	}
 	if plan.userNS {
-		uid, gid := os.Geteuid(), os.Getegid()
-		if err := r.proc.WriteIDMaps("0 "+strconv.Itoa(uid)+" 1\n", "0 "+strconv.Itoa(gid)+" 1\n", true); err != nil {
-			return &SetupError{Stage: "write id maps", Err: err}
-		}
+		return writeIDMaps(r.proc)
 	}
 	return nil
 }

@@ -137,6 +137,40 @@ type Cmd struct {
 	// an upper layer (not overlayfs itself). Limits.Disk then bounds only
 	// /tmp and /dev/shm, which are not part of the layer.
 	WritableLayer string
+	// Network is the sandbox's network: by default its own namespace with
+	// only lo.
+	Network Network
+
+	// sandbox, set by Sandbox.Command, runs the command in that sandbox.
+	sandbox *Sandbox
+}
+
+// Network says which network a sandbox has.
+type Network int
+
+const (
+	// NetworkNone: a network namespace of its own with only lo, up. Reach
+	// a server in it with Sandbox.Dial or Sandbox.Forward.
+	NetworkNone Network = iota
+	// NetworkHost: the caller's own network namespace, for code that
+	// needs the host's network. It weakens the sandbox.
+	NetworkHost
+)
+
+// Config configures a long-lived Sandbox (see New). The zero Config is
+// valid.
+type Config struct {
+	// Limits are the sandbox's as a whole: Memory, Pids and CPUs cap all
+	// its processes together (each command's own Limits apply inside
+	// them), Disk bounds its writable layer. Its other fields are unused.
+	Limits Limits
+	// Hostname, Binds, Network and WritableLayer are as on Cmd.
+	Hostname      string
+	Binds         []Bind
+	Network       Network
+	WritableLayer string
+	// Env is given to every command, under the command's own Env.
+	Env []string
 }
 
 // Credential is a user identity inside the sandbox.

@@ -79,12 +79,13 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 	// /proc files of a non-dumpable process belong to root.)
 	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
 
-	if c.cgroupNS {
-		_, _, err1 = syscall.RawSyscall(syscall.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0)
+	for i = 0; i < len(c.join); i++ {
+		_, _, err1 = syscall.RawSyscall(unix.SYS_SETNS, uintptr(c.join[i]), 0, 0)
 		if err1 != 0 {
-			idx = stageUnshareCgroup
+			idx = stageSetns
 			goto fail
 		}
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.join[i]), 0, 0)
 	}
 
 	// Modes in the steps are exact.
@@ -158,6 +159,36 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 
+	if c.socket {
+		// Make a socket in the namespaces joined, and hand it over.
+		r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, c.sockArgs[0], c.sockArgs[1], c.sockArgs[2])
+		if err1 != 0 {
+			idx = stageSocket
+			goto fail
+		}
+		*(*int32)(unsafe.Pointer(&c.cmsg[unix.SizeofCmsghdr])) = int32(r1)
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_SENDMSG, uintptr(c.sockConn), uintptr(unsafe.Pointer(&c.msg)), 0)
+		if err1 != 0 {
+			idx = stageSocket
+			goto fail
+		}
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	if c.pause {
+		// Set up: say so by closing the error pipe, then stay as init.
+		// With SIGCHLD ignored, the kernel reaps whatever is reparented
+		// here; ppoll with nothing to wait for sleeps until init is killed.
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
+		for i = 0; i < 3; i++ {
+			syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.stdio[i]), 0, 0)
+		}
+		c.sigdfl[0] = 1 // SIG_IGN
+		syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(syscall.SIGCHLD), uintptr(unsafe.Pointer(&c.sigdfl)), 0, 8, 0, 0)
+		for {
+			syscall.RawSyscall6(syscall.SYS_PPOLL, 0, 0, 0, 0, 0, 0)
+		}
+	}
+
 	// Fork the command; init stays behind.
 	r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if err1 != 0 {
@@ -168,6 +199,9 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		goto command
 	}
 	cmdPid = r1
+	for i = 0; i < len(c.cgProcs); i++ {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.cgProcs[i]), 0, 0)
+	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
 	for i = 0; i < 3; i++ {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.stdio[i]), 0, 0)
@@ -190,6 +224,21 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 
 command:
 	exit = 127
+	// Into the command's cgroup, before anything else it does.
+	for i = 0; i < len(c.cgProcs); i++ {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.cgProcs[i]), uintptr(unsafe.Pointer(&c.zero[0])), 1)
+		if err1 != 0 {
+			idx = stageJoinCgroup
+			goto fail
+		}
+	}
+	if c.cgroupNS {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0)
+		if err1 != 0 {
+			idx = stageUnshareCgroup
+			goto fail
+		}
+	}
 	_, _, err1 = syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0)
 	if err1 != 0 {
 		idx = stageSetsid

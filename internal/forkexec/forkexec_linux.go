@@ -50,6 +50,9 @@ const (
 	stageCloseInheriteds = -14
 	stageCapabilities    = -15
 	stageSeccomp         = -16
+	stageSetns           = -17
+	stageSocket          = -18
+	stageJoinCgroup      = -19
 )
 
 var fixedStages = map[int32]string{
@@ -69,6 +72,9 @@ var fixedStages = map[int32]string{
 	stageCloseInheriteds: "close inherited file descriptors",
 	stageCapabilities:    "drop capabilities",
 	stageSeccomp:         "install seccomp filter",
+	stageSetns:           "join namespace",
+	stageSocket:          "create socket",
+	stageJoinCgroup:      "join cgroup",
 }
 
 // Rlimit is a resource limit set on the command before execve.
@@ -82,8 +88,14 @@ type Rlimit struct {
 type Config struct {
 	// Cloneflags are the CLONE_NEW* namespace flags for the clone.
 	Cloneflags uintptr
-	// CgroupNS makes the child unshare a cgroup namespace once the parent
-	// has placed it in its cgroup, so that the namespace is rooted there.
+	// CgroupProcs are open cgroup.procs files of the command's cgroup
+	// (one per hierarchy): the command writes "0" to each, moving itself
+	// there, first thing after the fork. Only the command and what it
+	// starts are in the group, not init: init's copy of the caller's
+	// address space is not charged to it, and neither is the fork.
+	CgroupProcs []*os.File
+	// CgroupNS makes the command unshare a cgroup namespace once it is in
+	// its cgroup, so that the namespace is rooted there.
 	CgroupNS bool
 	// Steps run in order in the child, after the parent's go-ahead.
 	Steps []Step
@@ -114,11 +126,28 @@ type Config struct {
 	// Seccomp, when set, is installed last before execve (after
 	// no_new_privs, which it needs without CAP_SYS_ADMIN).
 	Seccomp *unix.SockFprog
+	// Join lists namespace files (/proc/PID/ns/*) the child enters with
+	// setns before its steps, in order (a user namespace first). With
+	// Join, Cloneflags is normally 0: the child runs in an existing
+	// sandbox, and the command it forks is in that sandbox's PID namespace.
+	Join []*os.File
+	// Pause makes the child, once set up, stay as an init that runs no
+	// command: it reaps whatever is reparented to it until it is killed.
+	// Release returns once the setup is done.
+	Pause bool
+	// Socket, when set, makes the child create a socket with these
+	// parameters (in the namespaces it joined) and send it through
+	// SocketConn with SCM_RIGHTS instead of running a command.
+	Socket     *SocketSpec
+	SocketConn *os.File
 	// OOMScoreAdj makes the command the OOM killer's first choice
 	// (oom_score_adj 1000), rather than init: init is a copy of the
 	// caller's address space, so its resident size looks large.
 	OOMScoreAdj bool
 }
+
+// SocketSpec are socket(2)'s arguments.
+type SocketSpec struct{ Domain, Type, Protocol int }
 
 // StepError is a failure in the child between clone and execve.
 type StepError struct {
@@ -173,6 +202,17 @@ type childData struct {
 	keepGroups bool
 	noNewPrivs bool
 	emptyPath  *byte
+	join       []int
+	cgProcs    []int
+	zero       [1]byte
+	pause      bool
+	socket     bool
+	sockArgs   [3]uintptr
+	sockConn   int
+	msg        unix.Msghdr
+	iov        unix.Iovec
+	iovByte    [1]byte
+	cmsg       [24]byte // a cmsghdr for one descriptor: 16 bytes of header, 4 of data, padded
 	oomPath    *byte
 	oomValue   [4]byte
 	dropCaps   bool
@@ -238,7 +278,10 @@ type Exit struct {
 // Release; the caller places it in its cgroup and writes its ID maps in
 // between. On error nothing is left behind.
 func Start(cfg *Config) (p *Process, err error) {
-	if len(cfg.Argv) == 0 || len(cfg.Path) == 0 {
+	if cfg.Pause && cfg.Socket != nil {
+		return nil, errors.New("forkexec: Pause and Socket exclude each other")
+	}
+	if !cfg.Pause && cfg.Socket == nil && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
 		return nil, errors.New("forkexec: no command")
 	}
 	c := &childData{
@@ -255,6 +298,32 @@ func Start(cfg *Config) (p *Process, err error) {
 		capHdr:     unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
 		seccomp:    cfg.Seccomp,
 		emptyPath:  new(byte),
+		pause:      cfg.Pause,
+	}
+	for _, f := range cfg.Join {
+		c.join = append(c.join, int(f.Fd()))
+	}
+	for _, f := range cfg.CgroupProcs {
+		c.cgProcs = append(c.cgProcs, int(f.Fd()))
+	}
+	c.zero[0] = '0'
+	if cfg.Socket != nil {
+		if cfg.SocketConn == nil {
+			return nil, errors.New("forkexec: Socket needs SocketConn")
+		}
+		c.socket = true
+		c.sockArgs = [3]uintptr{uintptr(cfg.Socket.Domain), uintptr(cfg.Socket.Type | unix.SOCK_CLOEXEC), uintptr(cfg.Socket.Protocol)}
+		c.sockConn = int(cfg.SocketConn.Fd())
+		c.iov.Base = &c.iovByte[0]
+		c.iov.SetLen(1)
+		c.msg.Iov = &c.iov
+		c.msg.SetIovlen(1)
+		c.msg.Control = &c.cmsg[0]
+		c.msg.SetControllen(unix.CmsgSpace(4))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&c.cmsg[0]))
+		h.Level = unix.SOL_SOCKET
+		h.Type = unix.SCM_RIGHTS
+		h.SetLen(unix.CmsgLen(4))
 	}
 	if cfg.OOMScoreAdj {
 		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
@@ -323,7 +392,11 @@ func Start(cfg *Config) (p *Process, err error) {
 	defer statusW.Close()
 	// The child's ends must block; the parent's stay with the poller.
 	c.goR, c.errW, c.statusW = int(goR.Fd()), int(errW.Fd()), int(statusW.Fd())
-	keep := []int{c.goR, c.errW, c.statusW, stdio[0], stdio[1], stdio[2]}
+	keep := append([]int{c.goR, c.errW, c.statusW, stdio[0], stdio[1], stdio[2]}, c.join...)
+	keep = append(keep, c.cgProcs...)
+	if c.socket {
+		keep = append(keep, c.sockConn)
+	}
 	c.closeRange = closeRanges(keep)
 	// Descriptors the steps open on purpose (CloneTree) get numbers above
 	// every one we keep.
@@ -551,3 +624,19 @@ var (
 	nativeEndian = binary.NativeEndian
 	aLongTimeAgo = time.Unix(1, 0)
 )
+
+// CommandPid returns the pid, in the caller's PID namespace, of the
+// command the child forked (its only child), from
+// /proc/PID/task/PID/children.
+func (p *Process) CommandPid() (int, error) {
+	pid := strconv.Itoa(p.Pid)
+	b, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	if err != nil {
+		return 0, err
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return 0, os.ErrProcessDone
+	}
+	return strconv.Atoi(string(f[0]))
+}

@@ -1,0 +1,157 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hutchbox/hutch/cgroup"
+	"github.com/hutchbox/hutch/internal/state"
+)
+
+// A run or sandbox that makes a cgroup first takes a lock under the state
+// directory: a file, held with flock for as long as its owner lives, that
+// names the cgroup. A lock that can be taken belongs to a dead owner (a
+// process killed with SIGKILL, say), and what it names is garbage.
+
+// runLock is a held lock.
+type runLock struct {
+	f    *os.File
+	path string
+}
+
+// lockRecord is what a lock file holds.
+type lockRecord struct {
+	Parent string `json:"cgroup_parent"`
+	Name   string `json:"cgroup_name"`
+	Pid    int    `json:"pid"`
+}
+
+func takeRunLock(group *cgroup.Config) (*runLock, error) {
+	dir, err := state.Ensure("locks")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, group.Name+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, os.NewSyscallError("flock", err)
+	}
+	rec, _ := json.Marshal(lockRecord{Parent: group.Parent, Name: group.Name, Pid: os.Getpid()})
+	if _, err := f.Write(rec); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return &runLock{f: f, path: path}, nil
+}
+
+// release removes the lock; the cgroup it names must be gone by then.
+func (l *runLock) release() {
+	os.Remove(l.path)
+	l.f.Close()
+}
+
+var gcOnce sync.Once
+
+// collectGarbageOnce removes, once per process, what dead owners left.
+func collectGarbageOnce() {
+	gcOnce.Do(func() { CollectGarbage() })
+}
+
+// GCReport is what CollectGarbage removed.
+type GCReport struct {
+	// Cgroups are the groups removed (their processes killed first).
+	Cgroups []string
+	// Locks are the lock files of dead owners removed.
+	Locks []string
+}
+
+// CollectGarbage finds what runs and sandboxes of processes that died
+// without cleaning up (killed with SIGKILL, say) left on this machine, and
+// removes it: their cgroups, with anything still running in them, and their
+// lock files. A live owner's lock is never taken, so nothing in use is
+// touched. Every process that uses this package does it once, at its first
+// run; `hutch gc` does it by hand.
+func CollectGarbage() (*GCReport, error) {
+	rep := &GCReport{}
+	dir := filepath.Join(state.Dir(), "locks")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return rep, nil
+		}
+		return rep, err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".lock") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close() // alive
+			continue
+		}
+		var rec lockRecord
+		b, _ := os.ReadFile(path)
+		if json.Unmarshal(b, &rec) == nil && rec.Name != "" && rec.Pid != os.Getpid() {
+			removed, err := removeGroupTree(rec.Parent, rec.Name)
+			rep.Cgroups = append(rep.Cgroups, removed...)
+			if err != nil {
+				errs = append(errs, err)
+				f.Close()
+				continue
+			}
+		}
+		os.Remove(path)
+		rep.Locks = append(rep.Locks, name)
+		f.Close()
+	}
+	return rep, errors.Join(errs...)
+}
+
+// removeGroupTree kills and removes a group and its children.
+func removeGroupTree(parent, name string) ([]string, error) {
+	m, err := cgroup.Open(cgroup.Config{Parent: parent, Name: name})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	children, _ := m.Children()
+	if parent == "" {
+		parent = cgroup.DefaultParent
+	}
+	for _, c := range children {
+		sub, err := removeGroupTree(parent+"/"+name, c)
+		removed = append(removed, sub...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	if err := m.Kill(); err != nil {
+		return removed, err
+	}
+	if err := m.Delete(); err != nil {
+		return removed, err
+	}
+	return append(removed, m.Path()), nil
+}

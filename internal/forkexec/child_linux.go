@@ -29,6 +29,7 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		o       *op
 		cmdPid  uintptr
 		exit    uintptr
+		execRaw uintptr
 	)
 
 	syscall.ForkLock.Lock()
@@ -189,8 +190,12 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 
-	// Fork the command; init stays behind.
-	r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	// Fork the command; init stays behind. Where it can, this is a vfork:
+	// init sleeps until the command has executed, and the child must
+	// leave init's memory as it found it (it writes only locals that init
+	// sets again below, and errBuf on its way out).
+	r1, execRaw = rawVfork(forkFlags | uintptr(syscall.SIGCHLD))
+	err1 = syscall.Errno(execRaw)
 	if err1 != 0 {
 		idx = stageFork
 		goto fail

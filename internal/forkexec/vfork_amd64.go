@@ -1,0 +1,15 @@
+//go:build linux
+
+package forkexec
+
+import "golang.org/x/sys/unix"
+
+// forkFlags are the clone flags init forks the command with: on amd64 a
+// vfork (no copy of init's page tables, which are a copy of the caller's
+// whole address space), see rawVfork.
+const forkFlags = unix.CLONE_VM | unix.CLONE_VFORK
+
+// rawVfork is clone(flags|SIGCHLD) made safe for CLONE_VM|CLONE_VFORK.
+//
+//go:noescape
+func rawVfork(flags uintptr) (pid uintptr, errno uintptr)

@@ -1,0 +1,87 @@
+package sandbox_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hutchbox/hutch/internal/testenv"
+	"github.com/hutchbox/hutch/rootfs"
+	"github.com/hutchbox/hutch/sandbox"
+)
+
+// benchImage is a busybox root, made once per benchmark.
+func benchImage(b *testing.B) rootfs.Image {
+	b.Helper()
+	img := rootfs.Dir(testenv.BusyboxRoot(b))
+	if _, err := sandbox.Run(context.Background(), img, []string{"/bin/true"}, sandbox.Limits{}); err != nil {
+		b.Skipf("this machine cannot sandbox: %v", err)
+	}
+	return img
+}
+
+func runTrue(b *testing.B, c *sandbox.Cmd) {
+	res, err := c.Run(context.Background())
+	if err != nil || res.Status != sandbox.OK {
+		b.Fatal(err, res)
+	}
+}
+
+// BenchmarkRun is a cold run of /bin/true: new namespaces, overlay root,
+// cgroup with limits, seccomp, full Result.
+func BenchmarkRun(b *testing.B) {
+	img := benchImage(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		runTrue(b, &sandbox.Cmd{Image: img, Args: []string{"/bin/true"}})
+	}
+}
+
+// BenchmarkRunParallel is BenchmarkRun from GOMAXPROCS goroutines.
+func BenchmarkRunParallel(b *testing.B) {
+	img := benchImage(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			runTrue(b, &sandbox.Cmd{Image: img, Args: []string{"/bin/true"}})
+		}
+	})
+}
+
+// BenchmarkRunHostNetwork leaves out the network namespace, the single
+// most expensive namespace to create.
+func BenchmarkRunHostNetwork(b *testing.B) {
+	img := benchImage(b)
+	for b.Loop() {
+		runTrue(b, &sandbox.Cmd{Image: img, Args: []string{"/bin/true"}, Network: sandbox.NetworkHost})
+	}
+}
+
+// BenchmarkSandboxCommand runs /bin/true in a long-lived sandbox: the
+// cost of joining its namespaces and making the command's own cgroup.
+func BenchmarkSandboxCommand(b *testing.B) {
+	img := benchImage(b)
+	sb, err := sandbox.New(context.Background(), img, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		runTrue(b, sb.Command("/bin/true"))
+	}
+}
+
+// BenchmarkNewClose is the setup and teardown of a long-lived sandbox.
+func BenchmarkNewClose(b *testing.B) {
+	img := benchImage(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		sb, err := sandbox.New(context.Background(), img, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

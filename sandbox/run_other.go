@@ -73,6 +73,11 @@ func (sb *Sandbox) Dial(ctx context.Context, network, address string) (net.Conn,
 // Forward is only implemented on Linux.
 func (sb *Sandbox) Forward(ctx context.Context, port int) (string, error) { return "", errUnsupported }
 
+// ForwardListener is only implemented on Linux.
+func (sb *Sandbox) ForwardListener(ctx context.Context, l net.Listener, port int) error {
+	return errUnsupported
+}
+
 // WriteFile is only implemented on Linux.
 func (sb *Sandbox) WriteFile(name string, data []byte, perm fs.FileMode) error { return errUnsupported }
 

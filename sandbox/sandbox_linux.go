@@ -440,11 +440,26 @@ func (sb *Sandbox) Forward(ctx context.Context, port int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := sb.ForwardListener(ctx, l, port); err != nil {
+		return "", err
+	}
+	return l.Addr().String(), nil
+}
+
+// ForwardListener forwards each connection accepted on l to port on the
+// sandbox's loopback, as Forward does, for a caller that chose its own
+// listener (a fixed host port, say). The sandbox closes l when ctx ends or
+// the sandbox closes.
+func (sb *Sandbox) ForwardListener(ctx context.Context, l net.Listener, port int) error {
+	if port <= 0 || port > 65535 {
+		l.Close()
+		return invalid("port", "%d is not a TCP port", port)
+	}
 	sb.mu.Lock()
 	if sb.closed {
 		sb.mu.Unlock()
 		l.Close()
-		return "", ErrClosed
+		return ErrClosed
 	}
 	sb.listeners[l] = struct{}{}
 	sb.mu.Unlock()
@@ -475,7 +490,7 @@ func (sb *Sandbox) Forward(ctx context.Context, port int) (string, error) {
 			}()
 		}
 	}()
-	return l.Addr().String(), nil
+	return nil
 }
 
 // splice copies both ways until either side is done.

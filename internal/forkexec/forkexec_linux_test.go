@@ -1,0 +1,112 @@
+package forkexec
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCloseRanges(t *testing.T) {
+	tests := []struct {
+		keep []int
+		want [][2]uintptr
+	}{
+		{nil, [][2]uintptr{{0, 0xffffffff}}},
+		{[]int{3}, [][2]uintptr{{0, 2}, {4, 0xffffffff}}},
+		{[]int{5, 3, 4, 4, 9}, [][2]uintptr{{0, 2}, {6, 8}, {10, 0xffffffff}}},
+		{[]int{0, 1, 2}, [][2]uintptr{{3, 0xffffffff}}},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, closeRanges(tt.keep), "keep %v", tt.keep)
+	}
+}
+
+func TestStepError(t *testing.T) {
+	e := &StepError{Stage: "mount overlay", Path: "/x", Err: syscall.ENOENT}
+	assert.Equal(t, "mount overlay /x: no such file or directory", e.Error())
+	assert.ErrorIs(t, e, fs.ErrNotExist)
+	p := &Process{steps: []Step{Mkdir("create dir", "/a", 0o755)}}
+	var se *StepError
+	require.ErrorAs(t, p.stepError(0, syscall.EACCES), &se)
+	assert.Equal(t, "create dir", se.Stage)
+	require.ErrorAs(t, p.stepError(stageExecve, syscall.ENOENT), &se)
+	assert.Equal(t, "execve", se.Stage)
+}
+
+func TestStartErrors(t *testing.T) {
+	_, err := Start(&Config{})
+	assert.Error(t, err, "no command")
+	_, err = Start(&Config{Pause: true, Socket: &SocketSpec{}})
+	assert.Error(t, err)
+	_, err = Start(&Config{Argv: []string{"x"}, Path: []string{"/x"}, Steps: []Step{Chdir("bad", "a\x00b")}})
+	assert.Error(t, err, "NUL in a path")
+}
+
+// stdio returns /dev/null three times.
+func stdio(t *testing.T) [3]*os.File {
+	f, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return [3]*os.File{f, f, f}
+}
+
+func TestRunWithoutNamespaces(t *testing.T) {
+	// No namespaces: only the mechanics of clone, release, steps, exec
+	// and the report.
+	dir := t.TempDir()
+	p, err := Start(&Config{
+		Steps: []Step{Mkdir("make dir", dir+"/made", 0o700), Chdir("chdir", dir+"/made")},
+		Path:  []string{"/no/such", "/bin/sh"},
+		Argv:  []string{"sh", "-c", "test $(pwd) = " + dir + "/made && exit 7"},
+		Stdio: stdio(t),
+	})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	ex, err := p.Wait()
+	require.NoError(t, err)
+	require.True(t, ex.Reported)
+	assert.Equal(t, 7, ex.Status.ExitStatus())
+	fi, err := os.Stat(dir + "/made")
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o700), fi.Mode().Perm(), "modes are exact (umask 0)")
+}
+
+func TestFailingStep(t *testing.T) {
+	p, err := Start(&Config{
+		Steps: []Step{Chdir("enter", "/no/such/dir")},
+		Path:  []string{"/bin/true"},
+		Argv:  []string{"true"},
+		Stdio: stdio(t),
+	})
+	require.NoError(t, err)
+	err = p.Release(context.Background())
+	var se *StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "enter", se.Stage)
+	assert.Equal(t, "/no/such/dir", se.Path)
+	assert.True(t, errors.Is(err, fs.ErrNotExist))
+}
+
+func TestMissingCommand(t *testing.T) {
+	p, err := Start(&Config{Path: []string{"/no/such", "/also/not"}, Argv: []string{"x"}, Stdio: stdio(t)})
+	require.NoError(t, err)
+	err = p.Release(context.Background())
+	var se *StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "execve", se.Stage)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestKillBeforeRelease(t *testing.T) {
+	p, err := Start(&Config{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	require.NoError(t, err)
+	require.NoError(t, p.Kill())
+	p.Close()
+	assert.NoError(t, p.Kill(), "killing a reaped process is a no-op")
+}

@@ -85,3 +85,14 @@ func BenchmarkNewClose(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRunParallelHostNetwork is BenchmarkRunParallel without the
+// network namespace.
+func BenchmarkRunParallelHostNetwork(b *testing.B) {
+	img := benchImage(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			runTrue(b, &sandbox.Cmd{Image: img, Args: []string{"/bin/true"}, Network: sandbox.NetworkHost})
+		}
+	})
+}

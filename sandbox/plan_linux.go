@@ -41,6 +41,11 @@ type plan struct {
 	userNS bool
 	// filter backs config.Seccomp: it must stay alive until the clone.
 	filter *seccomp.Program
+	// netns is a cached network namespace the child joins (config.Join)
+	// instead of making one; recycleNet says the run's network namespace,
+	// cached or new, may be cached once the run is over.
+	netns      *os.File
+	recycleNet bool
 }
 
 // plan prepares everything the child will do. With pause, the child sets
@@ -76,6 +81,13 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	}
 	if err := checkDevNull(); err != nil {
 		return nil, err
+	}
+	// A run of a root caller may join a provably empty network namespace
+	// left by an earlier run (see netns_linux.go).
+	recycleNet := !userNS && !pause && c.Network == NetworkNone
+	var netns *os.File
+	if recycleNet {
+		netns = takeNetns()
 	}
 	scratch, err := state.Ensure("mnt")
 	if err != nil {
@@ -204,7 +216,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	// The working directory is reached after the host's root is gone, so
 	// it is inside the new root whatever links the image holds.
 	s = append(s, forkexec.Sethostname(hostname))
-	if c.Network != NetworkHost {
+	if c.Network != NetworkHost && netns == nil {
 		s = append(s, forkexec.LoopbackUp())
 	}
 	if !pause {
@@ -213,7 +225,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 
 	env, pathEnv := withPath(c.Env)
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if c.Network != NetworkHost {
+	if c.Network != NetworkHost && netns == nil {
 		flags |= unix.CLONE_NEWNET
 	}
 	if userNS {
@@ -231,7 +243,10 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	cfg.Cloneflags = flags
 	cfg.CgroupNS = true
 	cfg.Steps = s
-	return &plan{userNS: userNS, config: cfg, filter: filter}, nil
+	if netns != nil {
+		cfg.Join = []*os.File{netns}
+	}
+	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
 }
 
 // commandConfig is the part of the child's configuration about the

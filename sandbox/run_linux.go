@@ -297,6 +297,9 @@ func (r *run) start(plan *plan) (err error) {
 	}
 	childEnds = nil
 	if err != nil {
+		if plan.netns != nil {
+			plan.netns.Close()
+		}
 		return r.setupError(err)
 	}
 	r.proc = proc
@@ -305,6 +308,22 @@ func (r *run) start(plan *plan) (err error) {
 	if err := r.place(plan); err != nil {
 		proc.Close()
 		return err
+	}
+
+	if plan.recycleNet {
+		// The run's network namespace, once it is over, may serve another.
+		netns := plan.netns
+		if netns == nil {
+			netns = openNetns(proc.Pid)
+		}
+		plan.netns = nil
+		r.cleanup = append(r.cleanup, func() {
+			if r.proc.Reaped() {
+				recycleNetns(netns)
+			} else if netns != nil {
+				netns.Close()
+			}
+		})
 	}
 
 	r.startTime = time.Now()

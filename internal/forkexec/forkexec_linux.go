@@ -640,3 +640,11 @@ func (p *Process) CommandPid() (int, error) {
 	}
 	return strconv.Atoi(string(f[0]))
 }
+
+// Reaped reports whether init has been waited for: every process of its
+// namespaces is gone.
+func (p *Process) Reaped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reaped
+}

@@ -1,0 +1,25 @@
+package sandbox_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// A network namespace passed from run to run must hold nothing of the
+// run before: no socket, listening, connected or in TIME_WAIT.
+func TestNetworkNamespaceReuseCarriesNoSockets(t *testing.T) {
+	img, _ := busybox(t)
+	for range 5 {
+		// Leaves a connection in TIME_WAIT (and, were it not for the PID
+		// namespace ending, a listener).
+		res := sh(t, img, "nc -l -p 7000 -e true & sleep 0.1; echo x | nc 127.0.0.1 7000; nc -l -p 7001 & sleep 0.05")
+		_ = res
+		res = sh(t, img, "cat /proc/net/sockstat; ip -o link show lo | grep -c UP")
+		out := string(res.Stdout)
+		assert.Contains(t, out, "TCP: inuse 0 ", "a socket was carried over")
+		assert.Contains(t, out, " tw 0 ", "a TIME_WAIT connection was carried over")
+		assert.True(t, strings.HasSuffix(out, "1\n"), "lo is up: %s", out)
+	}
+}

@@ -955,3 +955,11 @@ func (m *Manager) ProcsFiles() []string {
 	}
 	return files
 }
+
+// Set applies new limits to the group, as New applied its own.
+func (m *Manager) Set(r Resources) error {
+	if err := r.validate(); err != nil {
+		return &Error{Op: "set limits", Path: m.path, Err: err}
+	}
+	return m.apply(r)
+}

@@ -96,3 +96,39 @@ func BenchmarkRunParallelHostNetwork(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPoolRun is a pooled run of /bin/true: the sandbox was set up
+// ahead, by one of the pool's goroutines.
+func BenchmarkPoolRun(b *testing.B) {
+	img := benchImage(b)
+	pool, err := sandbox.NewPool(img, 2, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"/bin/true"}})
+		if err != nil || res.Status != sandbox.OK {
+			b.Fatal(err, res)
+		}
+	}
+}
+
+// BenchmarkPoolRunParallel is BenchmarkPoolRun from GOMAXPROCS goroutines.
+func BenchmarkPoolRunParallel(b *testing.B) {
+	img := benchImage(b)
+	pool, err := sandbox.NewPool(img, 4, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"/bin/true"}})
+			if err != nil || res.Status != sandbox.OK {
+				b.Fatal(err, res)
+			}
+		}
+	})
+}

@@ -48,9 +48,21 @@ type plan struct {
 	recycleNet bool
 }
 
-// plan prepares everything the child will do. With pause, the child sets
-// the sandbox up and stays as its init, running no command (New).
-func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
+// planMode says what the child does once its sandbox is set up.
+type planMode int
+
+const (
+	// runCommand: run the Cmd's command (Cmd.Run).
+	runCommand planMode = iota
+	// stayIdle: stay as init and run nothing (New).
+	stayIdle
+	// awaitCommand: wait for a command to be given later (a Pool).
+	awaitCommand
+)
+
+// plan prepares everything the child will do.
+func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
+	pause := mode == stayIdle
 	limits := c.Limits.withDefaults()
 	// Without root, a user namespace provides the privilege to set the
 	// sandbox up (its root maps to the caller's own uid).
@@ -84,7 +96,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	}
 	// A run of a root caller may join a provably empty network namespace
 	// left by an earlier run (see netns_linux.go).
-	recycleNet := !userNS && !pause && c.Network == NetworkNone
+	recycleNet := !userNS && mode != stayIdle && c.Network == NetworkNone
 	var netns *os.File
 	if recycleNet {
 		netns = takeNetns()
@@ -219,7 +231,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	if c.Network != NetworkHost && netns == nil {
 		s = append(s, forkexec.LoopbackUp())
 	}
-	if !pause {
+	if mode == runCommand {
 		s = append(s, forkexec.Chdir("chdir", dir))
 	}
 
@@ -245,6 +257,10 @@ func (c *Cmd) plan(spec *rootfs.Spec, pause bool) (*plan, error) {
 	cfg.Steps = s
 	if netns != nil {
 		cfg.Join = []*os.File{netns}
+	}
+	if mode == awaitCommand {
+		cfg.Deferred = true
+		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
 	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
 }

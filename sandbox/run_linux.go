@@ -127,7 +127,7 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := c.plan(spec, false)
+	plan, err := c.plan(spec, runCommand)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +180,8 @@ type run struct {
 	// sharedLock: the run's cgroup is under a sandbox's, whose lock
 	// covers it.
 	sharedLock bool
+	// pooled, when set, is a sandbox a Pool set up ahead for this run.
+	pooled *pooledSandbox
 
 	startTime      time.Time
 	stdinW         *os.File
@@ -280,7 +282,7 @@ func (r *run) start(plan *plan) (err error) {
 
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
-	if r.cg != nil {
+	if r.cg != nil && r.pooled == nil {
 		for _, name := range r.cg.ProcsFiles() {
 			f, err := os.OpenFile(name, os.O_WRONLY, 0)
 			if err != nil {
@@ -290,48 +292,17 @@ func (r *run) start(plan *plan) (err error) {
 			cfg.CgroupProcs = append(cfg.CgroupProcs, f)
 		}
 	}
-	proc, err := forkexec.Start(&cfg)
-	runtime.KeepAlive(plan)
+	if r.pooled != nil {
+		err = r.launchPooled(cfg.Stdio, cfg.CgroupProcs)
+	} else {
+		err = r.launch(plan, &cfg)
+	}
 	for _, f := range childEnds {
 		f.Close()
 	}
 	childEnds = nil
 	if err != nil {
-		if plan.netns != nil {
-			plan.netns.Close()
-		}
-		return r.setupError(err)
-	}
-	r.proc = proc
-	// The child waits for the go-ahead; the command moves itself into its
-	// cgroup before anything else, so no instruction of it runs uncounted.
-	if err := r.place(plan); err != nil {
-		proc.Close()
 		return err
-	}
-
-	if plan.recycleNet {
-		// The run's network namespace, once it is over, may serve another.
-		netns := plan.netns
-		if netns == nil {
-			netns = openNetns(proc.Pid)
-		}
-		plan.netns = nil
-		r.cleanup = append(r.cleanup, func() {
-			if r.proc.Reaped() {
-				recycleNetns(netns)
-			} else if netns != nil {
-				netns.Close()
-			}
-		})
-	}
-
-	r.startTime = time.Now()
-	if err := proc.Release(r.ctx); err != nil {
-		if r.ctx.Err() != nil && errors.Is(err, r.ctx.Err()) {
-			return err
-		}
-		return r.setupError(err)
 	}
 	if r.cg != nil {
 		if used, err := r.cg.CPUUsage(); err == nil {
@@ -367,6 +338,55 @@ func (r *run) start(plan *plan) (err error) {
 		go r.cpuWatchdog(r.watchdogDone)
 	}
 	return nil
+}
+
+// launch clones the child for plan and lets it set up and execute the
+// command.
+func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
+	proc, err := forkexec.Start(cfg)
+	runtime.KeepAlive(plan)
+	if err != nil {
+		if plan.netns != nil {
+			plan.netns.Close()
+		}
+		return r.setupError(err)
+	}
+	r.proc = proc
+	// The child waits for the go-ahead; the command moves itself into its
+	// cgroup before anything else, so no instruction of it runs uncounted.
+	if err := r.place(plan); err != nil {
+		proc.Close()
+		return err
+	}
+	r.recycleNetnsAfter(plan)
+	r.startTime = time.Now()
+	if err := proc.Release(r.ctx); err != nil {
+		if r.ctx.Err() != nil && errors.Is(err, r.ctx.Err()) {
+			return err
+		}
+		return r.setupError(err)
+	}
+	return nil
+}
+
+// recycleNetnsAfter arranges for the run's network namespace to be offered
+// to later runs once this one is over.
+func (r *run) recycleNetnsAfter(plan *plan) {
+	if !plan.recycleNet {
+		return
+	}
+	netns := plan.netns
+	if netns == nil {
+		netns = openNetns(r.proc.Pid)
+	}
+	plan.netns = nil
+	r.cleanup = append(r.cleanup, func() {
+		if r.proc.Reaped() {
+			recycleNetns(netns)
+		} else if netns != nil {
+			netns.Close()
+		}
+	})
 }
 
 // wait waits for the command, collects its Result and removes what the

@@ -73,7 +73,7 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := probe.plan(spec, true)
+	plan, err := probe.plan(spec, stayIdle)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,11 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		cmdPid  uintptr
 		exit    uintptr
 		execRaw uintptr
+		argvp   uintptr
+		envvp   uintptr
+		pathp   unsafe.Pointer
+		hdr     *unix.Cmsghdr
+		nfds    int
 	)
 
 	syscall.ForkLock.Lock()
@@ -190,6 +195,57 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 
+	if c.deferred {
+		// Set up: say so, and wait for the command. EOF: nobody wants it.
+		c.errBuf[0] = stageReady
+		c.errBuf[1] = 0
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+		for {
+			r1, _, err1 = syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(c.reqConn), uintptr(unsafe.Pointer(&c.reqMsg)), unix.MSG_CMSG_CLOEXEC)
+			if err1 != syscall.EINTR {
+				break
+			}
+		}
+		if err1 != 0 || r1 == 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.reqConn), 0, 0)
+		hdr = (*unix.Cmsghdr)(unsafe.Pointer(&c.reqCmsg[0]))
+		nfds = int(hdr.Len-unix.SizeofCmsghdr) / 4
+		if hdr.Level != unix.SOL_SOCKET || hdr.Type != unix.SCM_RIGHTS || nfds != 3+int(c.req.Ncg) ||
+			int(c.req.Ncg) > len(c.cgProcs) || int(c.req.Nrlimit) > len(c.rlimits) {
+			err1 = syscall.EINVAL
+			idx = stageRequest
+			goto fail
+		}
+		for i = 0; i < nfds; i++ {
+			if i < 3 {
+				c.stdio[i] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
+			} else {
+				c.cgProcs[i-3] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
+			}
+		}
+		c.ncg = int(c.req.Ncg)
+		c.nrlimit = int(c.req.Nrlimit)
+		for i = 0; i < c.nrlimit; i++ {
+			c.rlimits[i] = c.req.Rlimits[i]
+		}
+		if c.req.DirOff >= 0 {
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(&c.req.Data[c.req.DirOff])), 0, 0)
+			if err1 != 0 {
+				idx = stageRequest
+				goto fail
+			}
+		}
+		argvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.ArgvOff]))
+		envvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.EnvvOff]))
+		pathp = unsafe.Pointer(&c.req.Data[c.req.PathOff])
+	} else {
+		argvp = uintptr(unsafe.Pointer(&c.argv[0]))
+		envvp = uintptr(unsafe.Pointer(&c.envv[0]))
+		pathp = unsafe.Pointer(&c.path[0])
+	}
+
 	// Fork the command; init stays behind. Where it can, this is a vfork:
 	// init sleeps until the command has executed, and the child must
 	// leave init's memory as it found it (it writes only locals that init
@@ -204,7 +260,7 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		goto command
 	}
 	cmdPid = r1
-	for i = 0; i < len(c.cgProcs); i++ {
+	for i = 0; i < c.ncg; i++ {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.cgProcs[i]), 0, 0)
 	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
@@ -230,7 +286,7 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 command:
 	exit = 127
 	// Into the command's cgroup, before anything else it does.
-	for i = 0; i < len(c.cgProcs); i++ {
+	for i = 0; i < c.ncg; i++ {
 		_, _, err1 = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.cgProcs[i]), uintptr(unsafe.Pointer(&c.zero[0])), 1)
 		if err1 != 0 {
 			idx = stageJoinCgroup
@@ -250,7 +306,7 @@ command:
 		goto fail
 	}
 	// Rlimits while CAP_SYS_RESOURCE (if the caller had it) is still ours.
-	for i = 0; i < len(c.rlimits); i++ {
+	for i = 0; i < c.nrlimit; i++ {
 		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, c.rlimits[i].resource,
 			uintptr(unsafe.Pointer(&c.rlimits[i].lim)), 0, 0, 0)
 		if err1 != 0 {
@@ -356,16 +412,18 @@ command:
 	// As execvp: try each candidate; a missing one is skipped, a denied
 	// one remembered, anything else is final.
 	execErr = syscall.ENOENT
-	for i = 0; i < len(c.path) && c.path[i] != nil; i++ {
-		_, _, err1 = syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(c.path[i])),
-			uintptr(unsafe.Pointer(&c.argv[0])), uintptr(unsafe.Pointer(&c.envv[0])))
-		switch err1 {
-		case syscall.ENOENT, syscall.ENOTDIR:
-		case syscall.EACCES:
-			execErr = err1
-		default:
-			execErr = err1
-			i = len(c.path)
+	for i = 0; ; i++ {
+		r1 = *(*uintptr)(unsafe.Add(pathp, i*int(unsafe.Sizeof(uintptr(0)))))
+		if r1 == 0 {
+			break
+		}
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_EXECVE, r1, argvp, envvp)
+		if err1 == syscall.ENOENT || err1 == syscall.ENOTDIR {
+			continue
+		}
+		execErr = err1
+		if err1 != syscall.EACCES {
+			break
 		}
 	}
 	err1 = execErr

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +54,9 @@ const (
 	stageSetns           = -17
 	stageSocket          = -18
 	stageJoinCgroup      = -19
+	stageRequest         = -20
+	// stageReady is no failure: a deferred child is set up.
+	stageReady = -100
 )
 
 var fixedStages = map[int32]string{
@@ -75,6 +79,7 @@ var fixedStages = map[int32]string{
 	stageSetns:           "join namespace",
 	stageSocket:          "create socket",
 	stageJoinCgroup:      "join cgroup",
+	stageRequest:         "receive command",
 }
 
 // Rlimit is a resource limit set on the command before execve.
@@ -135,6 +140,11 @@ type Config struct {
 	// command: it reaps whatever is reparented to it until it is killed.
 	// Release returns once the setup is done.
 	Pause bool
+	// Deferred makes the child set up its sandbox without knowing its
+	// command: Release returns once the setup is done, and Run gives the
+	// command later (Argv, Path, Env, Stdio's and Rlimits' values come from
+	// there; the rest of Config still applies).
+	Deferred bool
 	// Socket, when set, makes the child create a socket with these
 	// parameters (in the namespaces it joined) and send it through
 	// SocketConn with SCM_RIGHTS instead of running a command.
@@ -204,6 +214,14 @@ type childData struct {
 	emptyPath  *byte
 	join       []int
 	cgProcs    []int
+	ncg        int
+	nrlimit    int
+	deferred   bool
+	reqConn    int
+	req        *request
+	reqMsg     unix.Msghdr
+	reqIov     unix.Iovec
+	reqCmsg    [64]byte
 	zero       [1]byte
 	pause      bool
 	socket     bool
@@ -248,6 +266,20 @@ var capLast = sync.OnceValue(func() uintptr {
 	return unix.CAP_LAST_CAP
 })
 
+// maxCgroupProcs bounds a request's cgroup files: one per hierarchy.
+const maxCgroupProcs = 8
+
+// request is a deferred child's command, received into childData.req.
+type request struct {
+	// Offsets in Data of nil-terminated arrays of C strings (holding
+	// addresses in the child's copy) and of the working directory's C
+	// string (-1: none).
+	ArgvOff, EnvvOff, PathOff, DirOff int32
+	Ncg, Nrlimit                      int32
+	Rlimits                           [8]rlimit
+	Data                              [48 << 10]byte
+}
+
 // Process is a started sandbox init.
 type Process struct {
 	// Pid is init's pid in the caller's PID namespace.
@@ -255,6 +287,8 @@ type Process struct {
 
 	steps   []Step
 	pidfd   int
+	c       *childData
+	reqConn *os.File
 	goW     *os.File
 	errR    *os.File
 	statusR *os.File
@@ -281,7 +315,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	if cfg.Pause && cfg.Socket != nil {
 		return nil, errors.New("forkexec: Pause and Socket exclude each other")
 	}
-	if !cfg.Pause && cfg.Socket == nil && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
+	if !cfg.Pause && cfg.Socket == nil && !cfg.Deferred && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
 		return nil, errors.New("forkexec: no command")
 	}
 	c := &childData{
@@ -306,6 +340,27 @@ func Start(cfg *Config) (p *Process, err error) {
 	for _, f := range cfg.CgroupProcs {
 		c.cgProcs = append(c.cgProcs, int(f.Fd()))
 	}
+	c.ncg = len(c.cgProcs)
+	var reqMine *os.File
+	if cfg.Deferred {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, os.NewSyscallError("socketpair", err)
+		}
+		reqMine = os.NewFile(uintptr(pair[0]), "request")
+		theirs := os.NewFile(uintptr(pair[1]), "request")
+		defer theirs.Close()
+		c.deferred, c.reqConn = true, pair[1]
+		c.req = new(request)
+		c.cgProcs = make([]int, maxCgroupProcs)
+		c.rlimits = make([]rlimit, len(c.req.Rlimits))
+		c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))
+		c.reqIov.SetLen(int(unsafe.Sizeof(*c.req)))
+		c.reqMsg.Iov = &c.reqIov
+		c.reqMsg.SetIovlen(1)
+		c.reqMsg.Control = &c.reqCmsg[0]
+		c.reqMsg.SetControllen(len(c.reqCmsg))
+	}
 	c.zero[0] = '0'
 	if cfg.Socket != nil {
 		if cfg.SocketConn == nil {
@@ -329,10 +384,14 @@ func Start(cfg *Config) (p *Process, err error) {
 		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
 		copy(c.oomValue[:], "1000")
 	}
-	if c.path, err = bytePtrs(cfg.Path); err != nil {
+	path, argv := cfg.Path, cfg.Argv
+	if cfg.Deferred {
+		path, argv = []string{"/"}, []string{"-"}
+	}
+	if c.path, err = bytePtrs(path); err != nil {
 		return nil, err
 	}
-	if c.argv, err = bytePtrs(cfg.Argv); err != nil {
+	if c.argv, err = bytePtrs(argv); err != nil {
 		return nil, err
 	}
 	if c.envv, err = bytePtrs(cfg.Env); err != nil {
@@ -341,6 +400,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	for _, r := range cfg.Rlimits {
 		c.rlimits = append(c.rlimits, rlimit{uintptr(r.Resource), unix.Rlimit{Cur: r.Cur, Max: r.Max}})
 	}
+	c.nrlimit = len(c.rlimits)
 	copy(c.ifreq[:], "lo")
 	*(*uint16)(unsafe.Pointer(&c.ifreq[unix.IFNAMSIZ])) = unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING
 
@@ -397,6 +457,9 @@ func Start(cfg *Config) (p *Process, err error) {
 	if c.socket {
 		keep = append(keep, c.sockConn)
 	}
+	if c.deferred {
+		keep = append(keep, c.reqConn)
+	}
 	c.closeRange = closeRanges(keep)
 	// Descriptors the steps open on purpose (CloneTree) get numbers above
 	// every one we keep.
@@ -430,6 +493,8 @@ func Start(cfg *Config) (p *Process, err error) {
 	return &Process{
 		Pid:     pid,
 		pidfd:   pidfd,
+		c:       c,
+		reqConn: reqMine,
 		steps:   cfg.Steps,
 		goW:     goW,
 		errR:    errR,
@@ -513,10 +578,19 @@ func (p *Process) Release(ctx context.Context) error {
 		p.Close()
 		return fmt.Errorf("forkexec: releasing the child: %w", err)
 	}
+	return p.await(ctx)
+}
+
+// await reads the error pipe: EOF means the command was executed, a
+// record a failure or, for a deferred child, that its setup is done.
+func (p *Process) await(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { p.errR.SetReadDeadline(aLongTimeAgo) })
 	defer stop()
 	var buf [8]byte
 	n, err := io.ReadFull(p.errR, buf[:])
+	if n == len(buf) && int32(nativeEndian.Uint32(buf[0:])) == stageReady {
+		return nil
+	}
 	p.errR.Close()
 	switch {
 	case n == 0 && (err == io.EOF):
@@ -534,6 +608,111 @@ func (p *Process) Release(ctx context.Context) error {
 		p.Close()
 		return fmt.Errorf("forkexec: reading the child's setup status: %w", err)
 	}
+}
+
+// Command is a command for a deferred child (Config.Deferred).
+type Command struct {
+	Path    []string
+	Argv    []string
+	Env     []string
+	Dir     string // "" keeps the working directory
+	Stdio   [3]*os.File
+	Rlimits []Rlimit
+	// CgroupProcs are as Config.CgroupProcs.
+	CgroupProcs []*os.File
+}
+
+// Run gives a deferred child, released and set up, its command, and waits
+// until the command has been executed. Errors are as Release's.
+func (p *Process) Run(ctx context.Context, cmd *Command) error {
+	if p.reqConn == nil {
+		return errors.New("forkexec: not a deferred child")
+	}
+	defer func() {
+		p.reqConn.Close()
+		p.reqConn = nil
+	}()
+	msg, err := p.c.request(cmd)
+	if err != nil {
+		p.Close()
+		return err
+	}
+	fds := make([]int, 0, 3+len(cmd.CgroupProcs))
+	for _, f := range cmd.Stdio {
+		if f == nil {
+			p.Close()
+			return errors.New("forkexec: stdio missing")
+		}
+		fds = append(fds, int(f.Fd()))
+	}
+	for _, f := range cmd.CgroupProcs {
+		fds = append(fds, int(f.Fd()))
+	}
+	if err := unix.Sendmsg(int(p.reqConn.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
+		p.Close()
+		return fmt.Errorf("forkexec: sending the command: %w", err)
+	}
+	return p.await(ctx)
+}
+
+// request serializes cmd into the bytes of a request as it will sit in
+// the child's copy of c.req, whose address is the same as here: its
+// pointers point into that copy.
+func (c *childData) request(cmd *Command) ([]byte, error) {
+	if len(cmd.Argv) == 0 || len(cmd.Path) == 0 {
+		return nil, errors.New("forkexec: no command")
+	}
+	if len(cmd.CgroupProcs) > maxCgroupProcs || len(cmd.Rlimits) > len(c.req.Rlimits) {
+		return nil, errors.New("forkexec: too many cgroup files or rlimits")
+	}
+	var r request
+	base := uintptr(unsafe.Pointer(c.req)) + unsafe.Offsetof(r.Data)
+	data := r.Data[:0]
+	ptrSize := int(unsafe.Sizeof(uintptr(0)))
+	// put appends strs as NUL-terminated strings after a nil-terminated
+	// array of their addresses, and returns the array's address.
+	put := func(strs []string) (uintptr, error) {
+		arr := len(data)
+		data = append(data, make([]byte, (len(strs)+1)*ptrSize)...)
+		for i, s := range strs {
+			if strings.IndexByte(s, 0) >= 0 {
+				return 0, fmt.Errorf("forkexec: NUL byte in %q", s)
+			}
+			if len(data)+len(s)+1 > cap(data) {
+				return 0, errors.New("forkexec: command too long for a deferred child")
+			}
+			addr := base + uintptr(len(data))
+			data = append(append(data, s...), 0)
+			nativeEndian.PutUint64(data[arr+i*ptrSize:], uint64(addr))
+		}
+		return base + uintptr(arr), nil
+	}
+	off := func(addr uintptr) int32 { return int32(addr - base) }
+	r.DirOff = -1
+	for _, f := range []struct {
+		dst  *int32
+		strs []string
+	}{{&r.ArgvOff, cmd.Argv}, {&r.EnvvOff, cmd.Env}, {&r.PathOff, cmd.Path}} {
+		a, err := put(f.strs)
+		if err != nil {
+			return nil, err
+		}
+		*f.dst = off(a)
+	}
+	if cmd.Dir != "" {
+		a, err := put([]string{cmd.Dir})
+		if err != nil {
+			return nil, err
+		}
+		r.DirOff = off(uintptr(nativeEndian.Uint64(data[off(a):])))
+	}
+	r.Ncg = int32(len(cmd.CgroupProcs))
+	r.Nrlimit = int32(len(cmd.Rlimits))
+	for i, rl := range cmd.Rlimits {
+		r.Rlimits[i] = rlimit{uintptr(rl.Resource), unix.Rlimit{Cur: rl.Cur, Max: rl.Max}}
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Offsetof(r.Data)+uintptr(len(data)))
+	return append([]byte(nil), b...), nil
 }
 
 func (p *Process) stepError(idx int32, errno syscall.Errno) error {
@@ -608,6 +787,9 @@ func (p *Process) reap() (syscall.WaitStatus, error) {
 // Close kills and reaps the child if that has not happened yet and frees
 // what Start opened. It is for failure paths; it is idempotent.
 func (p *Process) Close() {
+	if p.reqConn != nil {
+		p.reqConn.Close()
+	}
 	p.goW.Close()
 	p.errR.Close()
 	p.statusR.Close()

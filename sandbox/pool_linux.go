@@ -1,0 +1,289 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hutchbox/hutch/cgroup"
+	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/rootfs"
+)
+
+// Pool runs commands in sandboxes it sets up ahead of time, so that a run
+// pays only for starting its command: the clone, the namespaces and the
+// mounts of its sandbox were made while the caller was busy elsewhere.
+//
+// Every sandbox serves exactly one run and is then thrown away, so a
+// pooled run starts from a state exactly as fresh as a cold run's: its own
+// namespaces, root filesystem, IPC objects and a fresh cgroup; the same
+// Result and verdict as Run for the same program.
+type Pool struct {
+	tmpl  Cmd
+	spec  *rootfs.Spec
+	ready chan *pooledSandbox
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error // the last failure to prepare a sandbox
+}
+
+// pooledSandbox is a sandbox set up and waiting for its command.
+type pooledSandbox struct {
+	proc *forkexec.Process
+	plan *plan
+	// cg is the run's fresh cgroup, made ahead with init already in it:
+	// moving a process between cgroups waits for an RCU grace period on
+	// cgroup v1, milliseconds that a pooled run should not pay. (Init is
+	// set up before it joins, so the setup is not counted; its command is
+	// then born in the group, by vfork, with no page tables to charge.)
+	cg   *cgroup.Manager
+	lock *runLock
+}
+
+// NewPool starts keeping size sandboxes of img ready. tmpl, which may be
+// nil, holds what every run of the pool shares: Hostname, Binds, Network,
+// Credential, Syscalls and Limits.Disk; the rest of it is ignored. The
+// sandboxes are prepared in the background, one goroutine each.
+func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
+	if size <= 0 {
+		return nil, invalid("size", "%d is not positive", size)
+	}
+	t := Cmd{}
+	if tmpl != nil {
+		t = Cmd{Hostname: tmpl.Hostname, Binds: tmpl.Binds, Network: tmpl.Network,
+			Credential: tmpl.Credential, Syscalls: tmpl.Syscalls, Limits: Limits{Disk: tmpl.Limits.Disk}}
+	}
+	t.Image, t.Args = img, []string{"-"}
+	if err := t.validate(false); err != nil {
+		return nil, err
+	}
+	spec, err := img.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	// Check the shared settings once, up front, as a run would.
+	pl, err := t.plan(spec, awaitCommand)
+	if err != nil {
+		return nil, err
+	}
+	if pl.netns != nil {
+		recycleNetns(pl.netns)
+	}
+	collectGarbageOnce()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{tmpl: t, spec: spec, ready: make(chan *pooledSandbox), ctx: ctx, cancel: cancel}
+	for range size {
+		p.wg.Add(1)
+		go p.prepareLoop()
+	}
+	return p, nil
+}
+
+// prepareLoop keeps one sandbox ready until the pool closes.
+func (p *Pool) prepareLoop() {
+	defer p.wg.Done()
+	backoff := 10 * time.Millisecond
+	for p.ctx.Err() == nil {
+		ps, err := p.prepare()
+		if err != nil {
+			p.errMu.Lock()
+			p.err = err
+			p.errMu.Unlock()
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		select {
+		case p.ready <- ps:
+		case <-p.ctx.Done():
+			ps.discard()
+			return
+		}
+	}
+}
+
+// prepare sets up one sandbox, to the point where it waits for a command.
+func (p *Pool) prepare() (*pooledSandbox, error) {
+	pl, err := p.tmpl.plan(p.spec, awaitCommand)
+	if err != nil {
+		return nil, err
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	cfg := pl.config
+	cfg.Stdio = [3]*os.File{null, null, null}
+	proc, err := forkexec.Start(&cfg)
+	if err != nil {
+		if pl.netns != nil {
+			pl.netns.Close()
+		}
+		return nil, (&run{cmd: &p.tmpl}).setupError(err)
+	}
+	if pl.userNS {
+		if err := writeIDMaps(proc); err != nil {
+			proc.Close()
+			return nil, err
+		}
+	}
+	if err := proc.Release(p.ctx); err != nil {
+		if pl.netns != nil {
+			pl.netns.Close()
+		}
+		return nil, (&run{cmd: &p.tmpl}).setupError(err)
+	}
+	ps := &pooledSandbox{proc: proc, plan: pl}
+	if cgroupErr() == nil {
+		group := &cgroup.Config{Name: runName()}
+		if ps.lock, err = takeRunLock(group); err != nil {
+			ps.discard()
+			return nil, &SetupError{Stage: "lock state", Err: err}
+		}
+		if ps.cg, err = cgroup.New(*group); err != nil {
+			ps.discard()
+			return nil, &SetupError{Stage: "create cgroup", Err: err}
+		}
+		if err := ps.cg.AddProc(proc.Pid); err != nil {
+			ps.discard()
+			return nil, &SetupError{Stage: "join cgroup", Err: err}
+		}
+	}
+	return ps, nil
+}
+
+// discard kills a sandbox that will not be used and removes its cgroup.
+func (ps *pooledSandbox) discard() {
+	ps.proc.Close()
+	if ps.plan.netns != nil {
+		ps.plan.netns.Close()
+	}
+	if ps.cg != nil {
+		deleteGroup(ps.cg)
+	}
+	if ps.lock != nil {
+		ps.lock.release()
+	}
+}
+
+// Run runs c in one of the pool's sandboxes, as c.Run would in a fresh
+// one, and waits for it. c's Image, Hostname, Binds, Network, Credential,
+// Syscalls and WritableLayer must be unset: they are the pool's. It waits
+// for a sandbox to be ready as long as ctx allows.
+func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
+	if ctx == nil {
+		panic("sandbox: nil Context")
+	}
+	if c.Image != nil || c.Hostname != "" || len(c.Binds) > 0 || c.Network != NetworkNone ||
+		c.Credential != nil || c.Syscalls != nil || c.WritableLayer != "" || c.sandbox != nil {
+		return nil, invalid("Cmd", "a pooled command takes its image, hostname, binds, network, credential and filter from the pool")
+	}
+	e := *c
+	e.Image = p.tmpl.Image
+	e.Hostname, e.Binds, e.Network, e.Credential, e.Syscalls = p.tmpl.Hostname, p.tmpl.Binds, p.tmpl.Network, p.tmpl.Credential, p.tmpl.Syscalls
+	e.Limits.Disk = p.tmpl.Limits.Disk
+	cmd, err := e.withImageConfig(p.spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.validate(false); err != nil {
+		return nil, err
+	}
+	limits := cmd.Limits.withDefaults()
+	enf, err := enforce(limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ps *pooledSandbox
+	select {
+	case ps = <-p.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, ErrClosed
+	}
+	r := &run{ctx: ctx, cmd: cmd, limits: limits, enf: enf, pooled: ps}
+	if ps.cg != nil {
+		// Init is in the group too: one more task than the command's.
+		res := enf.resources
+		if res.Pids != nil {
+			pids := *res.Pids + 1
+			res.Pids = &pids
+		}
+		if err := ps.cg.Set(res); err != nil {
+			ps.discard()
+			return nil, &SetupError{Stage: "set cgroup limits", Err: err}
+		}
+		r.cg = ps.cg
+		r.cleanup = append(r.cleanup, r.removeCgroup, ps.lock.release)
+	}
+	if err := r.start(ps.plan); err != nil {
+		if r.proc == nil {
+			ps.proc.Close()
+			if ps.plan.netns != nil {
+				ps.plan.netns.Close()
+			}
+		}
+		return nil, err
+	}
+	return r.wait()
+}
+
+// launchPooled gives the pooled sandbox its command and waits until it
+// has been executed.
+func (r *run) launchPooled(stdio [3]*os.File, cgProcs []*os.File) error {
+	ps := r.pooled
+	r.proc = ps.proc
+	r.recycleNetnsAfter(ps.plan)
+	env, pathEnv := withPath(r.cmd.Env)
+	cmd := &forkexec.Command{
+		Path:        lookPath(r.cmd.Args[0], pathEnv),
+		Argv:        r.cmd.Args,
+		Env:         env,
+		Dir:         r.cmd.Dir,
+		Stdio:       stdio,
+		Rlimits:     r.enf.rlimits,
+		CgroupProcs: cgProcs,
+	}
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
+	r.startTime = time.Now()
+	if err := ps.proc.Run(r.ctx, cmd); err != nil {
+		if r.ctx.Err() != nil && errors.Is(err, r.ctx.Err()) {
+			return err
+		}
+		return r.setupError(err)
+	}
+	return nil
+}
+
+// Err returns the last error met preparing a sandbox, if any: a pool whose
+// sandboxes cannot be set up keeps trying, and its Run waits.
+func (p *Pool) Err() error {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.err
+}
+
+// Close stops preparing sandboxes and throws away those ready. Runs in
+// progress go on to their end. It is idempotent.
+func (p *Pool) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}

@@ -1,0 +1,153 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hutchbox/hutch/rootfs"
+	"github.com/hutchbox/hutch/sandbox"
+)
+
+func newPool(t *testing.T, img rootfs.Image, size int, tmpl *sandbox.Cmd) *sandbox.Pool {
+	t.Helper()
+	p, err := sandbox.NewPool(img, size, tmpl)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// A pooled run gives the same Result as a cold run of the same program.
+func TestPoolMatchesColdRuns(t *testing.T) {
+	img, _ := busybox(t)
+	pool := newPool(t, img, 2, nil)
+	tests := []struct {
+		name   string
+		cmd    sandbox.Cmd
+		stdout bool // compare stdout too
+	}{
+		{"pid, ppid, hostname, cwd, env", sandbox.Cmd{Args: []string{"sh", "-c", "echo $$ $PPID $(hostname) $(pwd) $FOO; id -u; env | sort"}, Env: []string{"FOO=bar"}, Dir: "/etc"}, true},
+		{"processes and mounts", sandbox.Cmd{Args: []string{"sh", "-c", "ps -o pid,comm | wc -l; cut -d' ' -f5 /proc/self/mountinfo | sort"}}, true},
+		{"stdin", sandbox.Cmd{Args: []string{"tr", "a-z", "A-Z"}, Stdin: strings.NewReader("")}, true},
+		{"exit code", sandbox.Cmd{Args: []string{"sh", "-c", "exit 9"}}, true},
+		{"signal", sandbox.Cmd{Args: []string{"sh", "-c", "kill -SEGV $$"}}, true},
+		{"missing file", sandbox.Cmd{Args: []string{"cat", "/nope"}}, false},
+		{"output limit", sandbox.Cmd{Args: []string{"yes"}, Limits: sandbox.Limits{Output: 1 << 16}}, true},
+		{"wall time", sandbox.Cmd{Args: []string{"sleep", "10"}, Limits: sandbox.Limits{WallTime: 200 * time.Millisecond}}, false},
+		{"cpu time", sandbox.Cmd{Args: []string{"sh", "-c", "while :; do :; done"}, Limits: sandbox.Limits{CPUTime: 300 * time.Millisecond}}, false},
+		{"memory", sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=32M", "count=1"}, Limits: sandbox.Limits{Memory: 16 << 20}}, false},
+		{"file size", sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=8"}, Limits: sandbox.Limits{FileSize: 1 << 20}}, false},
+		{"rlimits", sandbox.Cmd{Args: []string{"sh", "-c", "ulimit -n; ulimit -s"}, Limits: sandbox.Limits{OpenFiles: 77, Stack: 4 << 20}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cold := tt.cmd
+			cold.Image = img
+			if tt.cmd.Stdin != nil { // a reader for each run
+				cold.Stdin, tt.cmd.Stdin = strings.NewReader("pooled"), strings.NewReader("pooled")
+			}
+			want := run(t, &cold)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got, err := pool.Run(ctx, &tt.cmd)
+			require.NoError(t, err)
+			assert.Equal(t, want.Status, got.Status)
+			assert.Equal(t, want.ExitCode, got.ExitCode)
+			assert.Equal(t, want.Signal, got.Signal)
+			assert.Equal(t, want.Enforced, got.Enforced)
+			if tt.stdout {
+				assert.Equal(t, string(want.Stdout), string(got.Stdout))
+			}
+		})
+	}
+}
+
+// Nothing of one pooled run is seen by the next.
+func TestPoolRunsAreFresh(t *testing.T) {
+	img, _ := busybox(t)
+	pool := newPool(t, img, 1, &sandbox.Cmd{Credential: &sandbox.Credential{}})
+	ctx := context.Background()
+	for i := range 4 {
+		res, err := pool.Run(ctx, &sandbox.Cmd{Args: []string{"sh", "-c",
+			"ls -A /tmp; cat /run-marker 2>/dev/null; echo mark > /tmp/m; echo mark > /run-marker; sleep 100 & echo $$"}})
+		require.NoError(t, err)
+		assert.Equal(t, "2\n", string(res.Stdout), "run %d saw an earlier run's files, or is not pid 2", i)
+	}
+}
+
+func TestPoolAccuracy(t *testing.T) {
+	requireCgroups(t)
+	img := rootfs.Host()
+	requireSandbox(t, img)
+	tmpl := helperCmd(t, sandbox.Limits{}, "spin")
+	pool := newPool(t, tmpl.Image, 1, &sandbox.Cmd{Binds: tmpl.Binds})
+	c := &sandbox.Cmd{Args: []string{"/helper", "1", "300"}, Env: tmpl.Env, Limits: sandbox.Limits{WallTime: time.Minute}}
+	res, err := pool.Run(context.Background(), c)
+	require.NoError(t, err)
+	require.Equal(t, sandbox.OK, res.Status, "stderr: %s", res.Stderr)
+	own, err := strconv.ParseInt(strings.TrimSpace(string(res.Stdout)), 10, 64)
+	require.NoError(t, err)
+	assert.InDelta(t, float64(own), float64(res.CPUTime), float64(max(time.Duration(own)/50, 10*time.Millisecond)*timingSlack()))
+
+	bb, _ := busybox(t)
+	ddPool := newPool(t, bb, 1, nil)
+	for _, n := range []int64{16, 64} {
+		res, err := ddPool.Run(context.Background(), &sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/dev/null", fmt.Sprintf("bs=%dM", n), "count=1"},
+			Limits: sandbox.Limits{Memory: (n + 32) << 20}})
+		require.NoError(t, err)
+		assert.Equal(t, sandbox.OK, res.Status)
+		assert.InDelta(t, n<<20, res.MemoryPeak, 2<<20)
+		res, err = ddPool.Run(context.Background(), &sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/dev/null", fmt.Sprintf("bs=%dM", n), "count=1"},
+			Limits: sandbox.Limits{Memory: (n - 1) << 20}})
+		require.NoError(t, err)
+		assert.Equal(t, sandbox.MemoryLimit, res.Status)
+		assert.Equal(t, syscall.SIGKILL, res.Signal)
+	}
+}
+
+func TestPoolErrors(t *testing.T) {
+	img, _ := busybox(t)
+	_, err := sandbox.NewPool(img, 0, nil)
+	assert.Error(t, err)
+	pool := newPool(t, img, 1, nil)
+	_, err = pool.Run(context.Background(), &sandbox.Cmd{Image: img, Args: []string{"true"}})
+	assert.Error(t, err, "the image is the pool's")
+	_, err = pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"no-such-command"}})
+	var se *sandbox.SetupError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "execve", se.Stage)
+	res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"true"}})
+	require.NoError(t, err, "the pool goes on after a failed run")
+	assert.Equal(t, sandbox.OK, res.Status)
+	require.NoError(t, pool.Close())
+	_, err = pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"true"}})
+	assert.ErrorIs(t, err, sandbox.ErrClosed)
+}
+
+func TestPoolCloseLeavesNothing(t *testing.T) {
+	img, _ := busybox(t)
+	sh(t, img, "true")
+	before := takeSnapshot(t)
+	pool, err := sandbox.NewPool(img, 3, nil)
+	require.NoError(t, err)
+	for range 10 {
+		_, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sh", "-c", "sleep 100 & true"}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, pool.Close())
+	var after snapshot
+	for range 50 {
+		if after = takeSnapshot(t); after == before {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Equal(t, before, after)
+}

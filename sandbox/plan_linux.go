@@ -394,3 +394,16 @@ func prepareWritableLayer(dir string) (upper, work string, err error) {
 	}
 	return upper, work, nil
 }
+
+// removeWorkDir removes an overlay work directory. The kernel leaves a
+// work/work directory of mode 000 in it, which only a caller with
+// CAP_DAC_OVERRIDE could enter: open it up first.
+func removeWorkDir(dir string) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if d != nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}

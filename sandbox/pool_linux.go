@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
 	"github.com/hutchbox/hutch/rootfs"
@@ -178,20 +180,22 @@ func (ps *pooledSandbox) discard() {
 }
 
 // Run runs c in one of the pool's sandboxes, as c.Run would in a fresh
-// one, and waits for it. c's Image, Hostname, Binds, Network, Credential,
-// Syscalls and WritableLayer must be unset: they are the pool's. It waits
-// for a sandbox to be ready as long as ctx allows.
+// one, and waits for it. c's Image, Hostname, Network, Credential,
+// Syscalls and WritableLayer must be unset: they are the pool's. c's Binds
+// are added to the pool's for this run alone (root callers only; a bind
+// target's parent directory must exist). It waits for a sandbox to be
+// ready as long as ctx allows.
 func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	if ctx == nil {
 		panic("sandbox: nil Context")
 	}
-	if c.Image != nil || c.Hostname != "" || len(c.Binds) > 0 || c.Network != NetworkNone ||
+	if c.Image != nil || c.Hostname != "" || c.Network != NetworkNone ||
 		c.Credential != nil || c.Syscalls != nil || c.WritableLayer != "" || c.sandbox != nil {
-		return nil, invalid("Cmd", "a pooled command takes its image, hostname, binds, network, credential and filter from the pool")
+		return nil, invalid("Cmd", "a pooled command takes its image, hostname, network, credential and filter from the pool")
 	}
 	e := *c
 	e.Image = p.tmpl.Image
-	e.Hostname, e.Binds, e.Network, e.Credential, e.Syscalls = p.tmpl.Hostname, p.tmpl.Binds, p.tmpl.Network, p.tmpl.Credential, p.tmpl.Syscalls
+	e.Hostname, e.Network, e.Credential, e.Syscalls = p.tmpl.Hostname, p.tmpl.Network, p.tmpl.Credential, p.tmpl.Syscalls
 	e.Limits.Disk = p.tmpl.Limits.Disk
 	cmd, err := e.withImageConfig(p.spec)
 	if err != nil {
@@ -249,8 +253,19 @@ func (r *run) launchPooled(stdio [3]*os.File, cgProcs []*os.File) error {
 	ps := r.pooled
 	r.proc = ps.proc
 	r.recycleNetnsAfter(ps.plan)
+	binds, err := treeBinds(r.cmd.Binds)
+	if err != nil {
+		ps.proc.Close()
+		return err
+	}
+	defer func() {
+		for _, b := range binds {
+			b.Tree.Close()
+		}
+	}()
 	env, pathEnv := withPath(r.cmd.Env)
 	cmd := &forkexec.Command{
+		Binds:       binds,
 		Path:        lookPath(r.cmd.Args[0], pathEnv),
 		Argv:        r.cmd.Args,
 		Env:         env,
@@ -286,4 +301,39 @@ func (p *Pool) Close() error {
 	p.cancel()
 	p.wg.Wait()
 	return nil
+}
+
+// treeBinds clones each bind's source as a detached mount tree with its
+// flags set, ready for a pooled sandbox's init to attach.
+func treeBinds(binds []Bind) ([]forkexec.TreeBind, error) {
+	resolved, err := resolveBinds(binds)
+	if err != nil {
+		return nil, err
+	}
+	var out []forkexec.TreeBind
+	fail := func(err error) ([]forkexec.TreeBind, error) {
+		for _, b := range out {
+			b.Tree.Close()
+		}
+		return nil, err
+	}
+	for _, b := range resolved {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, b.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return fail(invalid("Binds", "a pooled run's own binds need root (open_tree: %v)", err))
+			}
+			return fail(&SetupError{Stage: "clone bind source", Path: b.Source, Err: err})
+		}
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+		if !b.Writable {
+			attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+		}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+			unix.Close(fd)
+			return fail(&SetupError{Stage: "restrict bind", Path: b.Source, Err: err})
+		}
+		out = append(out, forkexec.TreeBind{Tree: os.NewFile(uintptr(fd), b.Source), Target: b.Target, Dir: b.dir})
+	}
+	return out, nil
 }

@@ -3,6 +3,8 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -150,4 +152,31 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	assert.Equal(t, before, after)
+}
+
+func TestPoolPerRunBinds(t *testing.T) {
+	testenvRequireRoot(t)
+	img, _ := busybox(t)
+	pool := newPool(t, img, 1, nil)
+	for i := range 3 {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "f"), []byte(fmt.Sprint(i)), 0o644))
+		res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sh", "-c", "cat /work/f; echo x > /work/g 2>/dev/null || echo read-only; ls /work"},
+			Binds: []sandbox.Bind{{Source: dir, Target: "/work"}}})
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprintf("%dread-only\nf\n", i), string(res.Stdout), "stderr: %s", res.Stderr)
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o777))
+	res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sh", "-c", "echo out > /out/g"},
+		Binds: []sandbox.Bind{{Source: dir, Target: "/out", Writable: true}}})
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.OK, res.Status, "stderr: %s", res.Stderr)
+	assert.FileExists(t, filepath.Join(dir, "g"))
+}
+
+func testenvRequireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("per-run binds in a pool need root")
+	}
 }

@@ -216,7 +216,7 @@ func (r *run) start(plan *plan) (err error) {
 	}()
 	if c.WritableLayer != "" {
 		// The overlay's work dir is scratch space; the upper dir is the layer.
-		r.cleanup = append(r.cleanup, func() { os.RemoveAll(filepath.Join(c.WritableLayer, "work")) })
+		r.cleanup = append(r.cleanup, func() { removeWorkDir(filepath.Join(c.WritableLayer, "work")) })
 	}
 	// Files the parent must close once the child has its copies.
 	var childEnds []*os.File

@@ -82,6 +82,7 @@ func TestIsolation(t *testing.T) {
 		{"devices", "echo -n x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 8 /dev/urandom | wc -c && ls /dev/pts/ptmx /dev/fd/0 /dev/shm >/dev/null && echo ok", "4\n8\nok\n"},
 		{"tmp is writable and sticky", "stat -c %A /tmp && echo hi > /tmp/x && cat /tmp/x", "drwxrwxrwt\nhi\n"},
 		{"proc is the namespace's", "test $(cut -d' ' -f1 /proc/self/stat) -lt 10 && test -d /proc/1 && echo ok", "ok\n"},
+		{"init shows nothing of the caller's command line", "tr -d '\\0' < /proc/1/cmdline | wc -c", "0\n"},
 		{"no old root left", "ls -a / | grep -c hutch-old", "0\n"},
 		{"root is nosuid and nodev", "grep ' / / ' /proc/self/mountinfo | grep -c nosuid,nodev", "1\n"},
 	}

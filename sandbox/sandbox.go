@@ -17,7 +17,8 @@ import (
 const (
 	// DefaultOutput caps each of stdout and stderr.
 	DefaultOutput = 64 << 20
-	// DefaultDisk bounds the sandbox's writable layer (and /tmp, /dev/shm).
+	// DefaultDisk bounds the sandbox's writable layer with /tmp (and,
+	// apart, /dev/shm).
 	DefaultDisk = 256 << 20
 	// DefaultHostname is the hostname inside the sandbox.
 	DefaultHostname = "hutch"
@@ -77,8 +78,8 @@ type Limits struct {
 	// to the cap is kept. Zero means DefaultOutput.
 	Output int64
 	// Disk bounds the writable layer in bytes: the files the command
-	// writes anywhere in its root, in /tmp or in /dev/shm each count
-	// against a tmpfs of this size. Zero means DefaultDisk.
+	// writes anywhere in its root and in /tmp share one tmpfs of this
+	// size; /dev/shm is another of the same size. Zero means DefaultDisk.
 	Disk int64
 	// Strict makes a limit that cannot be enforced as documented here (no
 	// cgroup for Memory, Pids, CPUs or CPUTime) an error before anything

@@ -118,16 +118,13 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 			return err
 		}
 	}
-	if err := proc.Release(ctx); err != nil {
-		sb.init = nil
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return err
-		}
-		return (&run{cmd: &Cmd{}}).setupError(err)
-	}
 	// The namespaces a command joins, user first: the others belong to it.
+	// They are opened while init still waits: once set up it is not
+	// dumpable, and an unprivileged caller may no longer open them. (Not
+	// the cgroup namespace: init has none of its own; each command makes
+	// one, rooted at its cgroup.)
 	pid := strconv.Itoa(proc.Pid)
-	kinds := []string{"mnt", "uts", "ipc", "cgroup", "pid"}
+	kinds := []string{"mnt", "uts", "ipc", "pid"}
 	if sb.cfg.Network != NetworkHost {
 		kinds = append(kinds, "net")
 	}
@@ -143,6 +140,28 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 		if k == "net" {
 			sb.netNS = f
 		}
+	}
+	if err := proc.Release(ctx); err != nil {
+		sb.init = nil
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return err
+		}
+		return (&run{cmd: &Cmd{}}).setupError(err)
+	}
+	if plan.userNS {
+		// The root, as set up, through a child that joined the sandbox.
+		f, err := sb.fromInside(ctx, sb.ns[:2], nil)
+		if err != nil {
+			return &SetupError{Stage: "open root", Err: err}
+		}
+		fd, err := unix.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return &SetupError{Stage: "open root", Err: err}
+		}
+		unix.CloseOnExec(fd)
+		sb.rootFd = fd
+		return nil
 	}
 	fd, err := unix.Open("/proc/"+pid+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -288,7 +307,7 @@ func (sb *Sandbox) teardown() error {
 		sb.lock.release()
 	}
 	if sb.cfg.WritableLayer != "" {
-		os.RemoveAll(sb.cfg.WritableLayer + "/work")
+		removeWorkDir(sb.cfg.WritableLayer + "/work")
 	}
 	return errors.Join(errs...)
 }
@@ -339,6 +358,16 @@ func (sb *Sandbox) Dial(ctx context.Context, network, address string) (net.Conn,
 
 // socket makes a socket in the sandbox's network namespace.
 func (sb *Sandbox) socket(ctx context.Context, domain, typ int) (*os.File, error) {
+	join := []*os.File{sb.netNS}
+	if sb.userNS {
+		join = []*os.File{sb.ns[0], sb.netNS}
+	}
+	return sb.fromInside(ctx, join, &forkexec.SocketSpec{Domain: domain, Type: typ})
+}
+
+// fromInside has a short-lived child join the namespaces and send back a
+// descriptor: a new socket, or (sock nil) the root directory.
+func (sb *Sandbox) fromInside(ctx context.Context, join []*os.File, sock *forkexec.SocketSpec) (*os.File, error) {
 	sb.mu.Lock()
 	if sb.closed {
 		sb.mu.Unlock()
@@ -360,16 +389,14 @@ func (sb *Sandbox) socket(ctx context.Context, domain, typ int) (*os.File, error
 		return nil, err
 	}
 	defer null.Close()
-	join := []*os.File{sb.netNS}
-	if sb.userNS {
-		join = []*os.File{sb.ns[0], sb.netNS}
-	}
-	proc, err := forkexec.Start(&forkexec.Config{
+	cfg := &forkexec.Config{
 		Join:       join,
-		Socket:     &forkexec.SocketSpec{Domain: domain, Type: typ},
+		Socket:     sock,
+		SendRoot:   sock == nil,
 		SocketConn: theirs,
 		Stdio:      [3]*os.File{null, null, null},
-	})
+	}
+	proc, err := forkexec.Start(cfg)
 	theirs.Close()
 	if err != nil {
 		return nil, err
@@ -386,13 +413,13 @@ func (sb *Sandbox) socket(ctx context.Context, domain, typ int) (*os.File, error
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {
-		return nil, fmt.Errorf("sandbox: no socket came back from the sandbox")
+		return nil, fmt.Errorf("sandbox: no descriptor came back from the sandbox")
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil || len(fds) != 1 {
-		return nil, fmt.Errorf("sandbox: no socket came back from the sandbox")
+		return nil, fmt.Errorf("sandbox: no descriptor came back from the sandbox")
 	}
-	return os.NewFile(uintptr(fds[0]), "sandbox-socket"), nil
+	return os.NewFile(uintptr(fds[0]), "sandbox-fd"), nil
 }
 
 // sockaddr resolves a numeric network address for Dial.

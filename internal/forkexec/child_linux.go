@@ -67,6 +67,23 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 	}
 	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 
+	// /proc/1/cmdline would show the caller's command line, arguments
+	// and all, to the sandbox: blank init's copy of it (and of the
+	// environment), through /proc/self/mem while the host's /proc is here.
+	if c.argEnd > c.argStart {
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.memPath)), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0)
+		if err1 == 0 {
+			for cmdPid = c.argStart; cmdPid < c.argEnd; cmdPid += uintptr(len(c.zeros)) {
+				syscall.RawSyscall6(syscall.SYS_PWRITE64, r1, uintptr(unsafe.Pointer(&c.zeros[0])), min(uintptr(len(c.zeros)), c.argEnd-cmdPid), cmdPid, 0, 0)
+			}
+			for cmdPid = c.envStart; cmdPid < c.envEnd; cmdPid += uintptr(len(c.zeros)) {
+				syscall.RawSyscall6(syscall.SYS_PWRITE64, r1, uintptr(unsafe.Pointer(&c.zeros[0])), min(uintptr(len(c.zeros)), c.envEnd-cmdPid), cmdPid, 0, 0)
+			}
+			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+		}
+		cmdPid = 0
+	}
+
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
 	// and written our ID maps. EOF means the parent gave up on us.
 	for {
@@ -167,7 +184,12 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 
 	if c.socket {
 		// Make a socket in the namespaces joined, and hand it over.
-		r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, c.sockArgs[0], c.sockArgs[1], c.sockArgs[2])
+		if c.sendRoot {
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.rootPath)),
+				unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, 0, 0)
+		} else {
+			r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, c.sockArgs[0], c.sockArgs[1], c.sockArgs[2])
+		}
 		if err1 != 0 {
 			idx = stageSocket
 			goto fail
@@ -212,18 +234,44 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.reqConn), 0, 0)
 		hdr = (*unix.Cmsghdr)(unsafe.Pointer(&c.reqCmsg[0]))
 		nfds = int(hdr.Len-unix.SizeofCmsghdr) / 4
-		if hdr.Level != unix.SOL_SOCKET || hdr.Type != unix.SCM_RIGHTS || nfds != 3+int(c.req.Ncg) ||
-			int(c.req.Ncg) > len(c.cgProcs) || int(c.req.Nrlimit) > len(c.rlimits) {
+		if hdr.Level != unix.SOL_SOCKET || hdr.Type != unix.SCM_RIGHTS || nfds != 3+int(c.req.Ncg)+int(c.req.Nbind) ||
+			int(c.req.Ncg) > len(c.cgProcs) || int(c.req.Nrlimit) > len(c.rlimits) || int(c.req.Nbind) > maxRequestBinds {
 			err1 = syscall.EINVAL
 			idx = stageRequest
 			goto fail
 		}
-		for i = 0; i < nfds; i++ {
+		for i = 0; i < 3+int(c.req.Ncg); i++ {
 			if i < 3 {
 				c.stdio[i] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
 			} else {
 				c.cgProcs[i-3] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
 			}
+		}
+		// The run's own binds: mount trees the parent cloned, attached
+		// here, in this sandbox's mount namespace (it serves this run only).
+		for i = 0; i < int(c.req.Nbind); i++ {
+			r1 = uintptr(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg)+i)])))
+			if c.req.BindDir[i] {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), 0o755)
+			} else {
+				cmdPid, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])),
+					unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644, 0, 0)
+				if err1 == 0 {
+					syscall.RawSyscall(syscall.SYS_CLOSE, cmdPid, 0, 0)
+				}
+				cmdPid = 0
+			}
+			if err1 != 0 && err1 != syscall.EEXIST {
+				idx = stageRequestBind
+				goto fail
+			}
+			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, r1, uintptr(unsafe.Pointer(c.emptyPath)),
+				atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
+			if err1 != 0 {
+				idx = stageRequestBind
+				goto fail
+			}
+			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 		}
 		c.ncg = int(c.req.Ncg)
 		c.nrlimit = int(c.req.Nrlimit)

@@ -55,6 +55,7 @@ const (
 	stageSocket          = -18
 	stageJoinCgroup      = -19
 	stageRequest         = -20
+	stageRequestBind     = -21
 	// stageReady is no failure: a deferred child is set up.
 	stageReady = -100
 )
@@ -80,6 +81,7 @@ var fixedStages = map[int32]string{
 	stageSocket:          "create socket",
 	stageJoinCgroup:      "join cgroup",
 	stageRequest:         "receive command",
+	stageRequestBind:     "bind mount",
 }
 
 // Rlimit is a resource limit set on the command before execve.
@@ -150,6 +152,10 @@ type Config struct {
 	// SocketConn with SCM_RIGHTS instead of running a command.
 	Socket     *SocketSpec
 	SocketConn *os.File
+	// SendRoot, like Socket, makes the child send a descriptor through
+	// SocketConn instead of running a command: its root directory, opened
+	// O_PATH once it joined the namespaces (a mount namespace's root).
+	SendRoot bool
 	// OOMScoreAdj makes the command the OOM killer's first choice
 	// (oom_score_adj 1000), rather than init: init is a copy of the
 	// caller's address space, so its resident size looks large.
@@ -212,32 +218,40 @@ type childData struct {
 	keepGroups bool
 	noNewPrivs bool
 	emptyPath  *byte
-	join       []int
-	cgProcs    []int
-	ncg        int
-	nrlimit    int
-	deferred   bool
-	reqConn    int
-	req        *request
-	reqMsg     unix.Msghdr
-	reqIov     unix.Iovec
-	reqCmsg    [64]byte
-	zero       [1]byte
-	pause      bool
-	socket     bool
-	sockArgs   [3]uintptr
-	sockConn   int
-	msg        unix.Msghdr
-	iov        unix.Iovec
-	iovByte    [1]byte
-	cmsg       [24]byte // a cmsghdr for one descriptor: 16 bytes of header, 4 of data, padded
-	oomPath    *byte
-	oomValue   [4]byte
-	dropCaps   bool
-	capLast    uintptr
-	capHdr     unix.CapUserHeader
-	capData    [2]unix.CapUserData
-	seccomp    *unix.SockFprog
+	// The caller's argv and environment strings, which /proc/PID/cmdline
+	// shows to anyone: init overwrites its copy (memPath, zeros).
+	memPath          *byte
+	argStart, argEnd uintptr
+	envStart, envEnd uintptr
+	zeros            [4096]byte
+	join             []int
+	cgProcs          []int
+	ncg              int
+	nrlimit          int
+	deferred         bool
+	reqConn          int
+	req              *request
+	reqMsg           unix.Msghdr
+	reqIov           unix.Iovec
+	reqCmsg          [64]byte
+	zero             [1]byte
+	pause            bool
+	socket           bool
+	sendRoot         bool
+	rootPath         *byte
+	sockArgs         [3]uintptr
+	sockConn         int
+	msg              unix.Msghdr
+	iov              unix.Iovec
+	iovByte          [1]byte
+	cmsg             [24]byte // a cmsghdr for one descriptor: 16 bytes of header, 4 of data, padded
+	oomPath          *byte
+	oomValue         [4]byte
+	dropCaps         bool
+	capLast          uintptr
+	capHdr           unix.CapUserHeader
+	capData          [2]unix.CapUserData
+	seccomp          *unix.SockFprog
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -254,6 +268,33 @@ type rlimit struct {
 	resource uintptr
 	lim      unix.Rlimit
 }
+
+var memPath, _ = syscall.BytePtrFromString("/proc/self/mem")
+
+// argEnv returns where this process's argv and environment strings are,
+// from /proc/self/stat (arg_start, arg_end, env_start, env_end).
+var argEnv = sync.OnceValue(func() [4]uintptr {
+	var r [4]uintptr
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return r
+	}
+	// Fields after the command's name, which may hold spaces: the 3rd
+	// field (state) is the first after the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	const argStart = 48 - 3 // field 48, counted from field 3
+	if len(f) < argStart+4 {
+		return r
+	}
+	for i := range r {
+		n, err := strconv.ParseUint(f[argStart+i], 10, 64)
+		if err != nil {
+			return [4]uintptr{}
+		}
+		r[i] = uintptr(n)
+	}
+	return r
+})
 
 // capLast is the highest capability this kernel knows.
 var capLast = sync.OnceValue(func() uintptr {
@@ -275,7 +316,9 @@ type request struct {
 	// addresses in the child's copy) and of the working directory's C
 	// string (-1: none).
 	ArgvOff, EnvvOff, PathOff, DirOff int32
-	Ncg, Nrlimit                      int32
+	Ncg, Nrlimit, Nbind               int32
+	BindOff                           [maxRequestBinds]int32 // targets' C strings
+	BindDir                           [maxRequestBinds]bool
 	Rlimits                           [8]rlimit
 	Data                              [48 << 10]byte
 }
@@ -312,10 +355,10 @@ type Exit struct {
 // Release; the caller places it in its cgroup and writes its ID maps in
 // between. On error nothing is left behind.
 func Start(cfg *Config) (p *Process, err error) {
-	if cfg.Pause && cfg.Socket != nil {
+	if cfg.Pause && (cfg.Socket != nil || cfg.SendRoot) {
 		return nil, errors.New("forkexec: Pause and Socket exclude each other")
 	}
-	if !cfg.Pause && cfg.Socket == nil && !cfg.Deferred && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
+	if !cfg.Pause && cfg.Socket == nil && !cfg.SendRoot && !cfg.Deferred && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
 		return nil, errors.New("forkexec: no command")
 	}
 	c := &childData{
@@ -332,6 +375,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		capHdr:     unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
 		seccomp:    cfg.Seccomp,
 		emptyPath:  new(byte),
+		memPath:    memPath,
 		pause:      cfg.Pause,
 	}
 	for _, f := range cfg.Join {
@@ -362,12 +406,16 @@ func Start(cfg *Config) (p *Process, err error) {
 		c.reqMsg.SetControllen(len(c.reqCmsg))
 	}
 	c.zero[0] = '0'
-	if cfg.Socket != nil {
+	if cfg.Socket != nil || cfg.SendRoot {
 		if cfg.SocketConn == nil {
-			return nil, errors.New("forkexec: Socket needs SocketConn")
+			return nil, errors.New("forkexec: Socket and SendRoot need SocketConn")
 		}
 		c.socket = true
-		c.sockArgs = [3]uintptr{uintptr(cfg.Socket.Domain), uintptr(cfg.Socket.Type | unix.SOCK_CLOEXEC), uintptr(cfg.Socket.Protocol)}
+		c.sendRoot = cfg.SendRoot
+		c.rootPath, _ = syscall.BytePtrFromString("/")
+		if cfg.Socket != nil {
+			c.sockArgs = [3]uintptr{uintptr(cfg.Socket.Domain), uintptr(cfg.Socket.Type | unix.SOCK_CLOEXEC), uintptr(cfg.Socket.Protocol)}
+		}
 		c.sockConn = int(cfg.SocketConn.Fd())
 		c.iov.Base = &c.iovByte[0]
 		c.iov.SetLen(1)
@@ -380,6 +428,8 @@ func Start(cfg *Config) (p *Process, err error) {
 		h.Type = unix.SCM_RIGHTS
 		h.SetLen(unix.CmsgLen(4))
 	}
+	ae := argEnv()
+	c.argStart, c.argEnd, c.envStart, c.envEnd = ae[0], ae[1], ae[2], ae[3]
 	if cfg.OOMScoreAdj {
 		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
 		copy(c.oomValue[:], "1000")
@@ -620,7 +670,22 @@ type Command struct {
 	Rlimits []Rlimit
 	// CgroupProcs are as Config.CgroupProcs.
 	CgroupProcs []*os.File
+	// Binds are detached mount trees (open_tree clones, their flags set)
+	// that init attaches in the sandbox before it forks the command.
+	Binds []TreeBind
 }
+
+// TreeBind attaches a detached mount tree at Target, which is made (a
+// directory, or a file when Dir is false) if missing; its parent must
+// exist.
+type TreeBind struct {
+	Tree   *os.File
+	Target string
+	Dir    bool
+}
+
+// maxRequestBinds bounds a request's binds.
+const maxRequestBinds = 16
 
 // Run gives a deferred child, released and set up, its command, and waits
 // until the command has been executed. Errors are as Release's.
@@ -648,6 +713,9 @@ func (p *Process) Run(ctx context.Context, cmd *Command) error {
 	for _, f := range cmd.CgroupProcs {
 		fds = append(fds, int(f.Fd()))
 	}
+	for _, b := range cmd.Binds {
+		fds = append(fds, int(b.Tree.Fd()))
+	}
 	if err := unix.Sendmsg(int(p.reqConn.Fd()), msg, unix.UnixRights(fds...), nil, 0); err != nil {
 		p.Close()
 		return fmt.Errorf("forkexec: sending the command: %w", err)
@@ -662,8 +730,8 @@ func (c *childData) request(cmd *Command) ([]byte, error) {
 	if len(cmd.Argv) == 0 || len(cmd.Path) == 0 {
 		return nil, errors.New("forkexec: no command")
 	}
-	if len(cmd.CgroupProcs) > maxCgroupProcs || len(cmd.Rlimits) > len(c.req.Rlimits) {
-		return nil, errors.New("forkexec: too many cgroup files or rlimits")
+	if len(cmd.CgroupProcs) > maxCgroupProcs || len(cmd.Rlimits) > len(c.req.Rlimits) || len(cmd.Binds) > maxRequestBinds {
+		return nil, errors.New("forkexec: too many cgroup files, rlimits or binds")
 	}
 	var r request
 	base := uintptr(unsafe.Pointer(c.req)) + unsafe.Offsetof(r.Data)
@@ -706,6 +774,15 @@ func (c *childData) request(cmd *Command) ([]byte, error) {
 		}
 		r.DirOff = off(uintptr(nativeEndian.Uint64(data[off(a):])))
 	}
+	for i, b := range cmd.Binds {
+		a, err := put([]string{b.Target})
+		if err != nil {
+			return nil, err
+		}
+		r.BindOff[i] = off(uintptr(nativeEndian.Uint64(data[off(a):])))
+		r.BindDir[i] = b.Dir
+	}
+	r.Nbind = int32(len(cmd.Binds))
 	r.Ncg = int32(len(cmd.CgroupProcs))
 	r.Nrlimit = int32(len(cmd.Rlimits))
 	for i, rl := range cmd.Rlimits {

@@ -107,22 +107,32 @@ type caseResult struct {
 }
 
 // runner runs one test case's command in a sandbox and waits for it. The
-// default, runFresh, makes a fresh sandbox for every case with Cmd.Run.
-//
-// POOL: this is where sandbox.Pool plugs in: create the pool once in main
-// (about -workers sandboxes of rootfs.Host()), pass newJudge a runner that
-// calls pool.Run(ctx, cmd), and close the pool on shutdown. Nothing else in
-// the judge changes: a case still brings its own Args, Env, Dir, Stdin and
-// Limits. One thing stands in the way today: Pool.Run refuses a Cmd with
-// Binds (they are fixed for the whole pool by NewPool's template), and each
-// case must see its own submission's binary at /work. Binding the common
-// parent of all submission directories instead would let one submission
-// read another's source and binary, which a judge must not allow, so this
-// waits for per-run binds (or a per-run file copied in) on Pool.Run.
+// default, runFresh, makes a fresh sandbox for every case with Cmd.Run;
+// poolRunner runs it in a sandbox a sandbox.Pool set up ahead of time,
+// with the same result.
 type runner func(ctx context.Context, cmd *sandbox.Cmd) (*sandbox.Result, error)
 
 func runFresh(ctx context.Context, cmd *sandbox.Cmd) (*sandbox.Result, error) {
 	return cmd.Run(ctx)
+}
+
+// caseDisk bounds a test case's writable layer; a pool's sandboxes are
+// made with it.
+const caseDisk = 32 << 20
+
+// newCasePool keeps workers sandboxes of img ready for test cases.
+func newCasePool(img rootfs.Image, workers int) (*sandbox.Pool, error) {
+	return sandbox.NewPool(img, workers, &sandbox.Cmd{Limits: sandbox.Limits{Disk: caseDisk}})
+}
+
+// poolRunner runs each case in one of pool's sandboxes. The case's own
+// bind (its submission's directory at /work) is added for that run alone.
+func poolRunner(pool *sandbox.Pool) runner {
+	return func(ctx context.Context, cmd *sandbox.Cmd) (*sandbox.Result, error) {
+		c := *cmd
+		c.Image, c.Limits.Disk = nil, 0 // the pool's
+		return pool.Run(ctx, &c)
+	}
 }
 
 // judge is the HTTP service. Its zero value is not usable; see newJudge.
@@ -345,7 +355,7 @@ func (j *judge) judgeSubmission(ctx context.Context, sub *submission) (*verdict,
 				Pids:     32,
 				Output:   outCap,
 				FileSize: 16 << 20,
-				Disk:     32 << 20,
+				Disk:     caseDisk,
 			},
 		}
 		res, err := j.run(ctx, cmd)

@@ -130,7 +130,25 @@ var sumTests = []testCase{
 // and checks the judge's answer.
 func TestVerdicts(t *testing.T) {
 	requireSandbox(t)
-	tj := startJudge(t, 2, 64, nil)
+	for _, mode := range []string{"fresh", "pooled"} {
+		t.Run(mode, func(t *testing.T) { testVerdicts(t, mode) })
+	}
+}
+
+// testVerdicts runs the table with each case in a fresh sandbox, or in one
+// a pool set up ahead: the answers must be the same.
+func testVerdicts(t *testing.T, mode string) {
+	var run runner
+	if mode == "pooled" {
+		if os.Geteuid() != 0 {
+			t.Skip("a pool's per-run binds need root")
+		}
+		pool, err := newCasePool(rootfs.Host(), 2)
+		require.NoError(t, err)
+		t.Cleanup(func() { pool.Close() })
+		run = poolRunner(pool)
+	}
+	tj := startJudge(t, 2, 64, run)
 	one := []testCase{{Input: "", ExpectedOutput: "done\n"}}
 
 	tests := []struct {

@@ -55,9 +55,18 @@ func main() {
 		logger.Fatalf("judge: this machine cannot run sandboxes: %v (run as root on Linux with namespaces and cgroups)", err)
 	}
 
-	// POOL: a sandbox.Pool is created here and its Run passed instead of
-	// nil once it can take per-run binds (see the runner type in judge.go).
-	j := newJudge(img, *workers, *queue, nil, logger)
+	// Test cases run in sandboxes set up ahead of time. A pool's per-run
+	// binds need root; without it every case gets a fresh sandbox.
+	var run runner
+	if os.Geteuid() == 0 {
+		pool, err := newCasePool(img, *workers)
+		if err != nil {
+			logger.Fatalf("judge: %v", err)
+		}
+		defer pool.Close()
+		run = poolRunner(pool)
+	}
+	j := newJudge(img, *workers, *queue, run, logger)
 	srv := &http.Server{
 		Addr:              *addr,
 		Handler:           j.handler(),

@@ -83,6 +83,7 @@ func TestIsolation(t *testing.T) {
 		{"tmp is writable and sticky", "stat -c %A /tmp && echo hi > /tmp/x && cat /tmp/x", "drwxrwxrwt\nhi\n"},
 		{"proc is the namespace's", "test $(cut -d' ' -f1 /proc/self/stat) -lt 10 && test -d /proc/1 && echo ok", "ok\n"},
 		{"init shows nothing of the caller's command line", "tr -d '\\0' < /proc/1/cmdline | wc -c", "0\n"},
+		{"the command is the OOM killer's first choice", "cat /proc/self/oom_score_adj", "1000\n"},
 		{"no old root left", "ls -a / | grep -c hutch-old", "0\n"},
 		{"root is nosuid and nodev", "grep ' / / ' /proc/self/mountinfo | grep -c nosuid,nodev", "1\n"},
 	}

@@ -353,6 +353,15 @@ command:
 		idx = stageSetsid
 		goto fail
 	}
+	// The OOM killer's first choice, while /proc/self is still ours to
+	// write (a change of uid makes it root's).
+	if c.oomPath != nil {
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.oomPath)), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if err1 == 0 {
+			syscall.RawSyscall(syscall.SYS_WRITE, r1, uintptr(unsafe.Pointer(&c.oomValue[0])), uintptr(len(c.oomValue)))
+			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+		}
+	}
 	// Rlimits while CAP_SYS_RESOURCE (if the caller had it) is still ours.
 	for i = 0; i < c.nrlimit; i++ {
 		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, c.rlimits[i].resource,
@@ -416,13 +425,6 @@ command:
 		}
 	}
 	syscall.RawSyscall(syscall.SYS_UMASK, 0o022, 0, 0)
-	if c.oomPath != nil {
-		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.oomPath)), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0)
-		if err1 == 0 {
-			syscall.RawSyscall(syscall.SYS_WRITE, r1, uintptr(unsafe.Pointer(&c.oomValue[0])), uintptr(len(c.oomValue)))
-			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-		}
-	}
 	// A normal process starts with default signal dispositions and an
 	// empty mask, whatever the Go program had.
 	for i = 1; i <= 64; i++ {

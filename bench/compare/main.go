@@ -243,20 +243,7 @@ func contenders(root string) []*contender {
 		hutchCLI(root),
 		hutchAPI(root),
 	}
-	// TODO(hutch-pool): when the pooled API (sandbox.NewPool) exists, add
-	// its contender here; the harness needs nothing else. For example:
-	//
-	//	pool, err := sandbox.NewPool(rootfs.Dir(root), sandbox.PoolOptions{...})
-	//	c := &contender{name: "hutch-pool", isolating: true,
-	//		cmdline: "pool.Run(ctx, [/bin/true]) in-process",
-	//		check:   func(ctx context.Context) (string, error) { /* pool run of sh -c 'echo $$' */ },
-	//		run:     func(ctx context.Context) error { /* pool run of /bin/true */ },
-	//		cleanup: func() { pool.Close() }}
-	//	if err != nil { c.err = err }
-	//	cs = append(cs, c)
-	//
-	// No stub until then: a contender that does not exist is not in the
-	// table.
+	cs = append(cs, hutchPool(root))
 	return cs
 }
 
@@ -439,6 +426,47 @@ func hutchCLI(root string) *contender {
 	return c
 }
 
+// hutchPool runs through a sandbox.Pool: sandboxes set up ahead by the
+// pool's goroutines, one run each.
+func hutchPool(root string) *contender {
+	c := &contender{
+		name:      "hutch-pool",
+		cmdline:   `pool.Run(ctx, &sandbox.Cmd{Args: []string{"/bin/true"}}) on sandbox.NewPool(rootfs.Dir(ROOTFS), 4, nil), in the harness process`,
+		isolating: true,
+		notes:     []string{"same isolation and fresh state per run as hutch-api; the setup is done ahead by the pool's goroutines, on the same 2 cores"},
+	}
+	pool, err := sandbox.NewPool(rootfs.Dir(root), 4, nil)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	run := func(ctx context.Context, args []string) (*sandbox.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, runTimeout)
+		defer cancel()
+		res, err := pool.Run(ctx, &sandbox.Cmd{Args: args})
+		if err != nil {
+			return nil, err
+		}
+		if res.Status != sandbox.OK {
+			return res, fmt.Errorf("pool.Run %q: status %v, exit code %d%s", args, res.Status, res.ExitCode, outputSuffix(string(res.Stderr)))
+		}
+		return res, nil
+	}
+	c.check = func(ctx context.Context) (string, error) {
+		res, err := run(ctx, []string{"/bin/sh", "-c", "echo $$"})
+		if res == nil {
+			return "", err
+		}
+		return string(res.Stdout), err
+	}
+	c.run = func(ctx context.Context) error {
+		_, err := run(ctx, []string{"/bin/true"})
+		return err
+	}
+	c.cleanup = func() { pool.Close() }
+	return c
+}
+
 func hutchAPI(root string) *contender {
 	img := rootfs.Dir(root)
 	run := func(ctx context.Context, args []string) (*sandbox.Result, error) {
@@ -605,21 +633,61 @@ func procStatusKiB(field string) (int64, error) {
 	return 0, fmt.Errorf("/proc/self/status: no %s", field)
 }
 
-// errNotYet marks a measurement whose API does not exist yet.
-var errNotYet = errors.New("not measured yet")
 
 // idleSandboxesPeakRSS is the peak RSS of the hutch process while it holds
 // 100 idle sandboxes.
 //
-// TODO(hutch-idle): this needs long-lived sandboxes (sandbox.New, or the
-// idle members of a sandbox.Pool), which do not exist yet. When they do:
-// reset the peak (resetPeakRSS), start 100 sandboxes on rootfs.Dir(root)
-// that sit idle (e.g. "sleep 3600"), wait until all are up, read
-// procStatusKiB("VmHWM"), then close them all and return the peak in KiB.
-// Until then the report says "not measured" - no number is made up.
+// idleSandboxes is how many idle sandboxes the memory measurement holds.
+const idleSandboxes = 100
+
+// idleSandboxesPeakRSS starts 100 long-lived sandboxes (sandbox.New) on
+// the rootfs, each with "sleep 3600" running, and returns the peak
+// resident size of this process while it holds them all, in KiB, with the
+// kernel's share (the sandboxes' own processes, summed) apart.
 func idleSandboxesPeakRSS(root string) (int64, error) {
-	_ = root
-	return 0, fmt.Errorf("%w: needs long-lived sandboxes (sandbox.New), which hutch does not have; TODO(hutch-idle) in bench/compare/main.go", errNotYet)
+	ctx := context.Background()
+	img := rootfs.Dir(root)
+	resetPeakRSS()
+	availBefore, _ := memAvailableKiB()
+	var sbs []*sandbox.Sandbox
+	defer func() {
+		for _, sb := range sbs {
+			sb.Close()
+		}
+	}()
+	for range idleSandboxes {
+		sb, err := sandbox.New(ctx, img, nil)
+		if err != nil {
+			return 0, err
+		}
+		sbs = append(sbs, sb)
+		if _, err := sb.Command("sleep", "3600").Start(ctx); err != nil {
+			return 0, err
+		}
+	}
+	if availAfter, err := memAvailableKiB(); err == nil && availBefore > 0 {
+		idleMachineKiB = (availBefore - availAfter) / idleSandboxes
+	}
+	return procStatusKiB("VmHWM")
+}
+
+// idleMachineKiB is the machine's memory (MemAvailable) each idle sandbox
+// took: its processes, the kernel's namespaces, mounts, cgroups and page
+// tables, and the caller's share.
+var idleMachineKiB int64
+
+// memAvailableKiB reads MemAvailable from /proc/meminfo.
+func memAvailableKiB() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no MemAvailable in /proc/meminfo")
 }
 
 // shellJoin quotes argv for a shell, for the report.

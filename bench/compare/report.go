@@ -156,6 +156,9 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 		p("- Peak RSS of the hutch process holding 100 idle sandboxes: not measured (%v).\n", idleErr)
 	} else {
 		p("- Peak RSS of the hutch process holding 100 idle sandboxes: %s.\n", mib(idleRSS))
+		if idleMachineKiB > 0 {
+			p("- Memory of the machine (MemAvailable) each idle sandbox takes, its processes and the kernel's share included: %d KiB.\n", idleMachineKiB)
+		}
 	}
 
 	if len(failed) > 0 {

@@ -32,6 +32,16 @@ func timingSlack() time.Duration {
 	return 1
 }
 
+// requireQuiet skips a test whose timing margins need a machine that is
+// not running other tests at the same time: test/all runs them alone,
+// without -short.
+func requireQuiet(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("timing margins need a quiet machine; test/all runs this without -short")
+	}
+}
+
 // requireCgroups skips unless runs get a cgroup here.
 func requireCgroups(t *testing.T) {
 	t.Helper()
@@ -58,6 +68,7 @@ func helperCmd(t *testing.T, limits sandbox.Limits, name string, args ...string)
 }
 
 func TestCPUTimeAccuracy(t *testing.T) {
+	requireQuiet(t)
 	requireCgroups(t)
 	for _, threads := range []int{1, 4} {
 		t.Run(fmt.Sprintf("%d threads", threads), func(t *testing.T) {
@@ -115,6 +126,7 @@ func TestMemoryPeakAccuracy(t *testing.T) {
 }
 
 func TestCPUTimeLimit(t *testing.T) {
+	requireQuiet(t)
 	requireCgroups(t)
 	res := run(t, helperCmd(t, sandbox.Limits{CPUTime: time.Second, WallTime: 30 * time.Second}, "loop"))
 	assert.Equal(t, sandbox.CPUTimeLimit, res.Status)
@@ -131,6 +143,7 @@ func TestCPUTimeLimit(t *testing.T) {
 }
 
 func TestWallTimeLimitAccuracy(t *testing.T) {
+	requireQuiet(t)
 	img, _ := busybox(t)
 	res := run(t, &sandbox.Cmd{Image: img, Args: []string{"sleep", "100"}, Limits: sandbox.Limits{WallTime: time.Second}})
 	assert.Equal(t, sandbox.WallTimeLimit, res.Status)
@@ -197,6 +210,7 @@ func TestRlimitAboveHardLimit(t *testing.T) {
 }
 
 func TestCPUsLimit(t *testing.T) {
+	requireQuiet(t)
 	requireCgroups(t)
 	// Half a core: a second of wall time buys about half a second of CPU.
 	res := run(t, helperCmd(t, sandbox.Limits{CPUs: 0.5, WallTime: time.Second}, "loop"))

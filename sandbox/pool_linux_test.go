@@ -85,6 +85,7 @@ func TestPoolRunsAreFresh(t *testing.T) {
 }
 
 func TestPoolAccuracy(t *testing.T) {
+	requireQuiet(t)
 	requireCgroups(t)
 	img := rootfs.Host()
 	requireSandbox(t, img)

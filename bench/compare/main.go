@@ -633,7 +633,6 @@ func procStatusKiB(field string) (int64, error) {
 	return 0, fmt.Errorf("/proc/self/status: no %s", field)
 }
 
-
 // idleSandboxesPeakRSS is the peak RSS of the hutch process while it holds
 // 100 idle sandboxes.
 //

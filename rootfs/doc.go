@@ -10,4 +10,10 @@
 // such directories stacked; and [Host], the embedded default that presents
 // the host's own /usr, /bin, /lib* and /sbin read-only under a small
 // generated /etc.
+//
+// A [Store] keeps OCI and Docker images on disk, each layer unpacked once
+// and shared: it imports OCI image layouts, docker-save tarballs and root
+// filesystem tarballs, pulls from registries, commits a sandbox's writable
+// layer as a new image ([Diff] lists what it changed) and exports OCI image
+// layouts. [Store.Image] makes a stored image an [Image].
 package rootfs

@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hutchbox/hutch/rootfs"
 	"github.com/hutchbox/hutch/sandbox"
 )
 
@@ -37,6 +36,7 @@ const usage = `hutch runs commands in sandboxes.
 
 Usage:
   hutch run [flags] -- CMD [ARG...]   run a command in a sandbox
+` + imagesUsage + `  hutch gc                            remove what crashed users of hutch left
   hutch help                          show this help
 
 Run "hutch run -h" for the flags of run.
@@ -50,6 +50,10 @@ func mainErr(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "pull", "import", "images", "rmi", "export":
+		return cmdImage(args[0], args[1:], stdout, stderr)
+	case "gc":
+		return cmdGC(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -69,7 +73,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hutch run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		image    = fs.String("image", "host", "root filesystem: a directory, or `host` for the host's /usr, /bin, /lib* under a generated /etc")
+		image    = fs.String("image", "host", "root filesystem: `host` for the host's /usr, /bin, /lib* under a generated /etc, a directory, or a store image NAME[:TAG]")
 		wall     = fs.String("wall", "", "wall-clock limit, e.g. 5s or 1m (default none)")
 		cpuTime  = fs.String("time", "", "CPU time limit of the whole sandbox, e.g. 2s (default none)")
 		memory   = fs.String("memory", "", "memory limit, e.g. 256M (default none)")
@@ -88,9 +92,14 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		noSecc   = fs.Bool("no-seccomp", false, "run without the seccomp filter (not recommended)")
 		envs     listFlag
 		binds    listFlag
+		pubs     listFlag
 	)
 	fs.Var(&envs, "env", "set `K=V` in the environment (repeatable)")
 	fs.Var(&binds, "bind", "bind a host path, `SRC:DST[:rw]`, read-only unless :rw (repeatable)")
+	fs.Var(&pubs, "publish", "forward the host's 127.0.0.1:HOST_PORT (any free port if omitted) to `[HOST_PORT:]PORT` in the sandbox, and print it (repeatable; also -p)")
+	fs.Var(&pubs, "p", "short for --publish")
+	images := addRunImageFlags(fs)
+	defer images.close()
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: hutch run [flags] -- CMD [ARG...]\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -117,12 +126,10 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Stdout:   stdout,
 		Stderr:   stderr,
 	}
-	if *image == "host" {
-		cmd.Image = rootfs.Host()
-	} else {
-		cmd.Image = rootfs.Dir(*image)
-	}
 	var err error
+	if cmd.Image, err = images.image(*image); err != nil {
+		return fail("--image: %v", err)
+	}
 	if cmd.Limits.WallTime, err = parseDuration(*wall); err != nil {
 		return fail("--wall: %v", err)
 	}
@@ -165,7 +172,26 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := cmd.Run(ctx)
+	if err := images.prepare(cmd); err != nil {
+		return fail("%v", err)
+	}
+	var published []publish
+	for _, p := range pubs {
+		pub, err := parsePublish(p)
+		if err != nil {
+			return fail("--publish: %v", err)
+		}
+		published = append(published, pub)
+	}
+	var res *sandbox.Result
+	if len(published) > 0 {
+		res, err = runPublished(ctx, cmd, published, stderr)
+	} else {
+		res, err = cmd.Run(ctx)
+	}
+	if err := images.finish(ctx, cmd, res, stderr); err != nil {
+		return fail("%v", err)
+	}
 	if res != nil && *result != "" {
 		b, jerr := json.MarshalIndent(res, "", "  ")
 		if jerr == nil {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -108,4 +113,48 @@ func TestParseSize(t *testing.T) {
 		_, err := parseSize(bad)
 		assert.Error(t, err, bad)
 	}
+}
+
+func TestPublish(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := testenv.BusyboxRoot(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "www"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "www/index.html"), []byte("published\n"), 0o644))
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		var out bytes.Buffer
+		done <- mainErr([]string{"run", "--image", root, "--wall", "3s", "-p", "8080", "--", "httpd", "-f", "-p", "8080", "-h", "/www"},
+			strings.NewReader(""), &out, pw)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	go io.Copy(io.Discard, pr)
+	var addr string
+	_, err = fmt.Sscanf(line, "hutch: published %s", &addr)
+	require.NoError(t, err, "stderr said %q", line)
+	var body []byte
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			return false
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "published\n", string(body))
+	assert.Equal(t, 137, <-done, "the wall-time limit ends the server")
+}
+
+func TestGC(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Setenv("HUTCH_STORE_DIR", filepath.Join(t.TempDir(), "store"))
+	code, stdout, stderr := hutch(t, "", "gc")
+	assert.Equal(t, 0, code, stderr)
+	assert.NotEmpty(t, stdout)
+	code, _, stderr = hutch(t, "", "gc", "extra")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "no arguments")
 }

@@ -196,6 +196,17 @@ type run struct {
 
 func (r *run) kill(reason int32) {
 	r.killed.CompareAndSwap(killNone, reason)
+	if r.inSandbox {
+		// The child that joined a long-lived sandbox is outside its PID
+		// namespace: its death does not end the command. Kill the
+		// command's own cgroup (all it started), or at least the command.
+		if r.cg != nil {
+			r.cg.Kill()
+		} else if pid, err := r.proc.CommandPid(); err == nil {
+			syscall.Kill(-pid, syscall.SIGKILL) // its process group: it is a session leader
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 	r.proc.Kill()
 }
 

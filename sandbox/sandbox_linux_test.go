@@ -352,3 +352,23 @@ func holdSandboxes() int {
 	fmt.Printf("ready %d %s\n", os.Getpid(), strings.Join(groups, ","))
 	select {}
 }
+
+// A limit that ends a command in a long-lived sandbox ends all it
+// started there, not only the child that joined the sandbox.
+func TestSandboxLimitKillsTheCommand(t *testing.T) {
+	img, _ := busybox(t)
+	sb := newSandbox(t, img, nil)
+	c := sb.Command("sh", "-c", "sleep 100 & sleep 100")
+	c.Limits.WallTime = 200 * time.Millisecond
+	start := time.Now()
+	res, err := c.Run(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, sandbox.WallTimeLimit, res.Status)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	// (Without cgroups the kill is by process group, and a killed process
+	// may show for a moment until init reaps it.)
+	assert.Eventually(t, func() bool {
+		res, err := sb.Command("sh", "-c", "ps -o comm | grep -c sleep").Run(context.Background())
+		return err == nil && string(res.Stdout) == "0\n"
+	}, 5*time.Second, 50*time.Millisecond, "the command's processes outlived its limit")
+}

@@ -96,11 +96,27 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
 	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
+	// The OOM killer's first choice is the command, which inherits this
+	// (a forked or vforked child shares init's non-dumpable memory, whose
+	// /proc files belong to root: it could not write it itself without
+	// root).
+	if c.oomPath != nil {
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.oomPath)), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if err1 == 0 {
+			syscall.RawSyscall(syscall.SYS_WRITE, r1, uintptr(unsafe.Pointer(&c.oomValue[0])), uintptr(len(c.oomValue)))
+			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+		}
+	}
 	// init is a copy of the caller's whole address space: keep the
 	// command from reading it through /proc/1/mem or ptrace. (Not before
 	// the go-ahead: an unprivileged parent writes our ID maps, and the
 	// /proc files of a non-dumpable process belong to root.)
-	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
+	// (A child that joins an existing sandbox stays outside its PID
+	// namespace, where the command cannot reach it, and stays dumpable so
+	// that its unprivileged parent can find the command through /proc.)
+	if c.cloneflags&unix.CLONE_NEWPID != 0 {
+		syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0, 0)
+	}
 
 	for i = 0; i < len(c.join); i++ {
 		_, _, err1 = syscall.RawSyscall(unix.SYS_SETNS, uintptr(c.join[i]), 0, 0)
@@ -352,15 +368,6 @@ command:
 	if err1 != 0 {
 		idx = stageSetsid
 		goto fail
-	}
-	// The OOM killer's first choice, while /proc/self is still ours to
-	// write (a change of uid makes it root's).
-	if c.oomPath != nil {
-		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.oomPath)), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0)
-		if err1 == 0 {
-			syscall.RawSyscall(syscall.SYS_WRITE, r1, uintptr(unsafe.Pointer(&c.oomValue[0])), uintptr(len(c.oomValue)))
-			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-		}
 	}
 	// Rlimits while CAP_SYS_RESOURCE (if the caller had it) is still ours.
 	for i = 0; i < c.nrlimit; i++ {

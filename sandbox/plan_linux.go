@@ -14,6 +14,7 @@ import (
 	"github.com/hutchbox/hutch/internal/forkexec"
 	"github.com/hutchbox/hutch/internal/seccomp"
 	"github.com/hutchbox/hutch/internal/state"
+	"github.com/hutchbox/hutch/ns"
 	"github.com/hutchbox/hutch/rootfs"
 )
 
@@ -99,7 +100,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 	recycleNet := !userNS && mode != stayIdle && c.Network == NetworkNone
 	var netns *os.File
 	if recycleNet {
-		netns = takeNetns()
+		netns = ns.TakeNetwork()
 	}
 	scratch, err := state.Ensure("mnt")
 	if err != nil {

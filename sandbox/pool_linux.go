@@ -11,6 +11,7 @@ import (
 
 	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/ns"
 	"github.com/hutchbox/hutch/rootfs"
 )
 
@@ -74,7 +75,7 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 		return nil, err
 	}
 	if pl.netns != nil {
-		recycleNetns(pl.netns)
+		ns.RecycleNetwork(pl.netns)
 	}
 	collectGarbageOnce()
 	ctx, cancel := context.WithCancel(context.Background())

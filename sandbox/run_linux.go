@@ -18,6 +18,7 @@ import (
 
 	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/ns"
 	"github.com/hutchbox/hutch/rootfs"
 	"golang.org/x/sys/unix"
 )
@@ -388,12 +389,12 @@ func (r *run) recycleNetnsAfter(plan *plan) {
 	}
 	netns := plan.netns
 	if netns == nil {
-		netns = openNetns(r.proc.Pid)
+		netns = ns.OpenNetwork(r.proc.Pid)
 	}
 	plan.netns = nil
 	r.cleanup = append(r.cleanup, func() {
 		if r.proc.Reaped() {
-			recycleNetns(netns)
+			ns.RecycleNetwork(netns)
 		} else if netns != nil {
 			netns.Close()
 		}

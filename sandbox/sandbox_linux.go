@@ -15,6 +15,7 @@ import (
 
 	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/ns"
 	"github.com/hutchbox/hutch/rootfs"
 )
 
@@ -550,7 +551,7 @@ func splice(a, b net.Conn) {
 // writeIDMaps maps the sandbox's root to the caller's own ids.
 func writeIDMaps(p *forkexec.Process) error {
 	uid, gid := os.Geteuid(), os.Getegid()
-	if err := p.WriteIDMaps("0 "+strconv.Itoa(uid)+" 1\n", "0 "+strconv.Itoa(gid)+" 1\n", true); err != nil {
+	if err := p.WriteIDMaps(ns.Format(ns.Self(uid)), ns.Format(ns.Self(gid)), true); err != nil {
 		return &SetupError{Stage: "write id maps", Err: err}
 	}
 	return nil

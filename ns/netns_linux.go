@@ -1,4 +1,4 @@
-package sandbox
+package ns
 
 import (
 	"bytes"
@@ -21,8 +21,8 @@ import (
 // carried over. Only a root caller's runs share them: an unprivileged
 // caller's namespaces belong to each run's own user namespace.
 
-// netnsCache holds provably empty network namespaces.
-var netnsCache = struct {
+// cache holds provably empty network namespaces.
+var cache = struct {
 	sync.Mutex
 	free []*os.File
 }{}
@@ -30,40 +30,43 @@ var netnsCache = struct {
 // maxCachedNetns bounds the cache: enough for every run at once.
 func maxCachedNetns() int { return 2 * runtime.GOMAXPROCS(0) }
 
-// takeNetns returns a cached network namespace, or nil.
-func takeNetns() *os.File {
-	netnsCache.Lock()
-	defer netnsCache.Unlock()
-	n := len(netnsCache.free)
+// TakeNetwork returns a network namespace (an open /proc/PID/ns/net file)
+// that an earlier run left provably empty, for a new run to join instead
+// of making one, or nil when there is none. The caller owns the file.
+func TakeNetwork() *os.File {
+	cache.Lock()
+	defer cache.Unlock()
+	n := len(cache.free)
 	if n == 0 {
 		return nil
 	}
-	f := netnsCache.free[n-1]
-	netnsCache.free = netnsCache.free[:n-1]
+	f := cache.free[n-1]
+	cache.free = cache.free[:n-1]
 	return f
 }
 
-// recycleNetns keeps f for a later run if it is provably empty, or closes
-// it (the kernel then destroys the namespace). Every process that was in it
-// must be gone.
-func recycleNetns(f *os.File) {
+// RecycleNetwork keeps the network namespace f for a later TakeNetwork if
+// it is provably empty, or closes it (the kernel then destroys the
+// namespace). Every process that was in it must be gone; the caller must
+// not use f afterwards.
+func RecycleNetwork(f *os.File) {
 	if f == nil {
 		return
 	}
-	netnsCache.Lock()
-	full := len(netnsCache.free) >= maxCachedNetns()
-	netnsCache.Unlock()
-	if full || !netnsEmpty(f) {
+	cache.Lock()
+	full := len(cache.free) >= maxCachedNetns()
+	cache.Unlock()
+	if full || !NetworkEmpty(f) {
 		f.Close()
 		return
 	}
-	netnsCache.Lock()
-	defer netnsCache.Unlock()
-	if len(netnsCache.free) >= maxCachedNetns() {
+	cache.Lock()
+	defer cache.Unlock()
+	if len(cache.free) >= maxCachedNetns() {
 		f.Close()
 		return
 	}
-	netnsCache.free = append(netnsCache.free, f)
+	cache.free = append(cache.free, f)
 }
 
 // socketCounts are the /proc/net files that count a namespace's sockets:
@@ -73,10 +76,10 @@ func recycleNetns(f *os.File) {
 // times slower.)
 var socketCounts = []string{"sockstat", "sockstat6"}
 
-// netnsEmpty reports whether the namespace has no socket at all. It reads
-// the socket tables from a thread that joined the namespace for the time
-// of the reads.
-func netnsEmpty(f *os.File) bool {
+// NetworkEmpty reports whether the network namespace f has no socket at
+// all, none in TIME_WAIT included. It reads the counts from a thread that
+// joins the namespace for the time of the reads.
+func NetworkEmpty(f *os.File) bool {
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
@@ -114,8 +117,8 @@ func netnsEmpty(f *os.File) bool {
 	return empty
 }
 
-// openNetns opens the network namespace of process pid.
-func openNetns(pid int) *os.File {
+// OpenNetwork opens the network namespace of process pid, or returns nil.
+func OpenNetwork(pid int) *os.File {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
 	if err != nil {
 		return nil

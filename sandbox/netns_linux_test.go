@@ -1,17 +1,27 @@
 package sandbox_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hutchbox/hutch/sandbox"
 )
 
 // A network namespace passed from run to run must hold nothing of the
 // run before: no socket, listening, connected or in TIME_WAIT.
 func TestNetworkNamespaceReuseCarriesNoSockets(t *testing.T) {
 	img, _ := busybox(t)
-	for range 5 {
+	for i := range 5 {
+		if i == 2 {
+			// A run that fails its setup (before lo is brought up) leaves
+			// its namespace too.
+			_, err := (&sandbox.Cmd{Image: img, Args: []string{"true"}, Dir: "/no/such/dir"}).Run(context.Background())
+			require.Error(t, err)
+		}
 		// Leaves a connection in TIME_WAIT (and, were it not for the PID
 		// namespace ending, a listener).
 		res := sh(t, img, "nc -l -p 7000 -e true & sleep 0.1; echo x | nc 127.0.0.1 7000; nc -l -p 7001 & sleep 0.05")

@@ -229,7 +229,9 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 	// The working directory is reached after the host's root is gone, so
 	// it is inside the new root whatever links the image holds.
 	s = append(s, forkexec.Sethostname(hostname))
-	if c.Network != NetworkHost && netns == nil {
+	if c.Network != NetworkHost {
+		// Also in a namespace from the cache: the run that left it may have
+		// failed before it got this far.
 		s = append(s, forkexec.LoopbackUp())
 	}
 	if mode == runCommand {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -533,7 +534,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		return nil, err
 	}
 
-	pid, pidfd, errno := forkChild(c)
+	pid, pidfd, errno := forkOnForkerThread(c)
 	if errno != 0 {
 		goW.Close()
 		errR.Close()
@@ -906,4 +907,42 @@ func (p *Process) Reaped() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.reaped
+}
+
+// PR_SET_PDEATHSIG fires when the thread that made the child ends, not the
+// process: a Go thread ends when a goroutine locked to it exits (some
+// libraries do that on purpose, to throw away a thread whose namespaces
+// they changed). A sandbox cloned from such a thread would be killed with
+// it. Every clone is therefore made by one goroutine locked, for the life
+// of the process, to a thread of its own.
+var forker struct {
+	once sync.Once
+	reqs chan forkRequest
+}
+
+type forkRequest struct {
+	c    *childData
+	done chan forkResult
+}
+
+type forkResult struct {
+	pid, pidfd int
+	errno      syscall.Errno
+}
+
+func forkOnForkerThread(c *childData) (pid, pidfd int, errno syscall.Errno) {
+	forker.once.Do(func() {
+		forker.reqs = make(chan forkRequest)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for r := range forker.reqs {
+				pid, pidfd, errno := forkChild(r.c)
+				r.done <- forkResult{pid, pidfd, errno}
+			}
+		}()
+	})
+	done := make(chan forkResult, 1)
+	forker.reqs <- forkRequest{c, done}
+	r := <-done
+	return r.pid, r.pidfd, r.errno
 }

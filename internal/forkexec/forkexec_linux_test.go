@@ -3,13 +3,16 @@ package forkexec
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestCloseRanges(t *testing.T) {
@@ -109,4 +112,47 @@ func TestKillBeforeRelease(t *testing.T) {
 	require.NoError(t, p.Kill())
 	p.Close()
 	assert.NoError(t, p.Kill(), "killing a reaped process is a no-op")
+}
+
+// A child must outlive the thread that asked for it: a goroutine locked
+// to its thread that exits takes the thread with it, and a parent-death
+// signal tied to that thread would kill the child.
+func TestChildOutlivesCallerThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	started := make(chan *Process, 1)
+	var start func()
+	start = func() {
+		runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+		if unix.Gettid() == os.Getpid() {
+			go start() // the main thread never ends: try another
+			return
+		}
+		// A new PID namespace: the command dies with its init.
+		p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"},
+			Argv: []string{"sh", "-c", "sleep 0.3; echo alive"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
+		if err == nil {
+			err = p.Release(context.Background())
+		}
+		if err != nil {
+			t.Error(err)
+			close(started)
+			return
+		}
+		started <- p
+	}
+	go start()
+	p, ok := <-started
+	require.True(t, ok)
+	w.Close()
+	ex, err := p.Wait()
+	require.NoError(t, err)
+	assert.True(t, ex.Reported, "init was killed: %v", ex.InitStatus)
+	assert.Equal(t, 0, ex.Status.ExitStatus())
+	out, _ := io.ReadAll(r)
+	assert.Equal(t, "alive\n", string(out))
 }

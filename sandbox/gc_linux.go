@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,19 +40,27 @@ func takeRunLock(group *cgroup.Config) (*runLock, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, group.Name+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	rec, _ := json.Marshal(lockRecord{Parent: group.Parent, Name: group.Name, Pid: os.Getpid()})
+	// The file appears under its name already locked and written: made
+	// unnamed (O_TMPFILE), locked, then linked into place. A lock file
+	// created under its name and locked after would let another process's
+	// CollectGarbage take it in between, as if its owner were dead.
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, os.NewSyscallError("open O_TMPFILE", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	f := os.NewFile(uintptr(fd), path)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, os.NewSyscallError("flock", err)
 	}
-	rec, _ := json.Marshal(lockRecord{Parent: group.Parent, Name: group.Name, Pid: os.Getpid()})
 	if _, err := f.Write(rec); err != nil {
 		f.Close()
-		os.Remove(path)
 		return nil, err
+	}
+	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err != nil {
+		f.Close()
+		return nil, os.NewSyscallError("linkat", err)
 	}
 	return &runLock{f: f, path: path}, nil
 }

@@ -170,3 +170,33 @@ func TestNothingLeaks(t *testing.T) {
 	}
 	assert.Equal(t, before, after)
 }
+
+// Collecting garbage (as every process using hutch does once, and `hutch
+// gc` on demand) while runs start must never take a live run's lock.
+func TestCollectGarbageBesideRuns(t *testing.T) {
+	requireCgroups(t)
+	img, _ := busybox(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				sandbox.CollectGarbage()
+			}
+		}
+	}()
+	for i := range 100 {
+		res, err := sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{})
+		if !assert.NoError(t, err, "run %d", i) {
+			break
+		}
+		assert.Equal(t, sandbox.OK, res.Status)
+	}
+	close(stop)
+	wg.Wait()
+}

@@ -62,6 +62,11 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 // Command is only implemented on Linux.
 func (sb *Sandbox) Command(args ...string) *Cmd { return &Cmd{Args: args, sandbox: sb} }
 
+// Exec is only implemented on Linux.
+func (sb *Sandbox) Exec(ctx context.Context, args ...string) (*Result, error) {
+	return nil, errUnsupported
+}
+
 // Close is only implemented on Linux.
 func (sb *Sandbox) Close() error { return nil }
 

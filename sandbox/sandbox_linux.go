@@ -181,6 +181,12 @@ func (sb *Sandbox) Command(args ...string) *Cmd {
 	return &Cmd{Args: args, sandbox: sb}
 }
 
+// Exec runs args in the sandbox and waits for it, as docker exec does: the
+// short form of Command(args...).Run(ctx).
+func (sb *Sandbox) Exec(ctx context.Context, args ...string) (*Result, error) {
+	return sb.Command(args...).Run(ctx)
+}
+
 // start runs c inside the sandbox: a child joins its namespaces and its
 // cgroup and forks the command, whose status it reports.
 func (sb *Sandbox) start(ctx context.Context, c *Cmd) (*run, error) {

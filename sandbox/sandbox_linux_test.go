@@ -72,6 +72,10 @@ func TestSandboxExec(t *testing.T) {
 	assert.Equal(t, sandbox.OK, res.Status)
 	assert.Contains(t, string(res.Stdout), "seen")
 
+	res, err = sb.Exec(ctx, "cat", "/tmp/shared")
+	require.NoError(t, err)
+	assert.Equal(t, "data\n", string(res.Stdout))
+
 	// Errors are those of Run.
 	_, err = sb.Command("no-such-command").Run(ctx)
 	var se *sandbox.SetupError

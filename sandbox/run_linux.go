@@ -303,6 +303,15 @@ func (r *run) start(plan *plan) (err error) {
 			childEnds = append(childEnds, f)
 			cfg.CgroupProcs = append(cfg.CgroupProcs, f)
 		}
+		if r.cg.Mode() == cgroup.V2 {
+			// Born there: clone3's CLONE_INTO_CGROUP.
+			f, err := r.cg.OpenDir()
+			if err != nil {
+				return &SetupError{Stage: "open cgroup", Err: err}
+			}
+			childEnds = append(childEnds, f)
+			cfg.CgroupDir = f
+		}
 	}
 	if r.pooled != nil {
 		err = r.launchPooled(cfg.Stdio, cfg.CgroupProcs)

@@ -30,6 +30,7 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		cmdPid  uintptr
 		exit    uintptr
 		execRaw uintptr
+		bornIn  bool
 		argvp   uintptr
 		envvp   uintptr
 		pathp   unsafe.Pointer
@@ -314,8 +315,18 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 	// init sleeps until the command has executed, and the child must
 	// leave init's memory as it found it (it writes only locals that init
 	// sets again below, and errBuf on its way out).
-	r1, execRaw = rawVfork(forkFlags | uintptr(syscall.SIGCHLD))
-	err1 = syscall.Errno(execRaw)
+	bornIn = false
+	if c.cgDir >= 0 {
+		r1, execRaw = rawVfork3(unsafe.Pointer(&c.cloneArgs), unsafe.Sizeof(c.cloneArgs))
+		err1 = syscall.Errno(execRaw)
+		bornIn = err1 == 0
+	}
+	if !bornIn {
+		// No cgroup directory, or clone3 refused (a kernel before 5.7):
+		// the command moves itself in through CgroupProcs.
+		r1, execRaw = rawVfork(forkFlags | uintptr(syscall.SIGCHLD))
+		err1 = syscall.Errno(execRaw)
+	}
 	if err1 != 0 {
 		idx = stageFork
 		goto fail
@@ -326,6 +337,9 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 	cmdPid = r1
 	for i = 0; i < c.ncg; i++ {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.cgProcs[i]), 0, 0)
+	}
+	if c.cgDir >= 0 {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.cgDir), 0, 0)
 	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
 	for i = 0; i < 3; i++ {
@@ -349,8 +363,9 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 
 command:
 	exit = 127
-	// Into the command's cgroup, before anything else it does.
-	for i = 0; i < c.ncg; i++ {
+	// Into the command's cgroup, before anything else it does (unless
+	// clone3 made it there).
+	for i = 0; i < c.ncg && !bornIn; i++ {
 		_, _, err1 = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.cgProcs[i]), uintptr(unsafe.Pointer(&c.zero[0])), 1)
 		if err1 != 0 {
 			idx = stageJoinCgroup

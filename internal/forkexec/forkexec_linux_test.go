@@ -3,6 +3,7 @@ package forkexec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/hutchbox/hutch/cgroup"
 )
 
 func TestCloseRanges(t *testing.T) {
@@ -155,4 +158,33 @@ func TestChildOutlivesCallerThread(t *testing.T) {
 	assert.Equal(t, 0, ex.Status.ExitStatus())
 	out, _ := io.ReadAll(r)
 	assert.Equal(t, "alive\n", string(out))
+}
+
+// On cgroup v2 the command is born in its cgroup (clone3's
+// CLONE_INTO_CGROUP): given only the directory, it is there.
+func TestBornInCgroup(t *testing.T) {
+	if cgroup.DetectMode() != cgroup.V2 {
+		t.Skip("needs cgroup v2")
+	}
+	if err := cgroup.Enabled(); err != nil {
+		t.Skipf("needs cgroups: %v", err)
+	}
+	cg, err := cgroup.New(cgroup.Config{Parent: "hutch-test", Name: fmt.Sprintf("born-%d", os.Getpid())})
+	require.NoError(t, err)
+	defer cg.Delete()
+	dir, err := cg.OpenDir()
+	require.NoError(t, err)
+	defer dir.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	p, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"},
+		Stdio: [3]*os.File{stdio(t)[0], w, w}, CgroupDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	w.Close()
+	_, err = p.Wait()
+	require.NoError(t, err)
+	out, _ := io.ReadAll(r)
+	assert.Equal(t, "0::"+cg.Path()+"\n", string(out))
 }

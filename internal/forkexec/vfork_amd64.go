@@ -2,7 +2,11 @@
 
 package forkexec
 
-import "golang.org/x/sys/unix"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // forkFlags are the clone flags init forks the command with: on amd64 a
 // vfork (no copy of init's page tables, which are a copy of the caller's
@@ -13,3 +17,8 @@ const forkFlags = unix.CLONE_VM | unix.CLONE_VFORK
 //
 //go:noescape
 func rawVfork(flags uintptr) (pid uintptr, errno uintptr)
+
+// rawVfork3 is clone3(args, size) made safe for CLONE_VM|CLONE_VFORK.
+//
+//go:noescape
+func rawVfork3(args unsafe.Pointer, size uintptr) (pid uintptr, errno uintptr)

@@ -28,3 +28,28 @@ ok:
 	MOVQ	AX, pid+8(FP)
 	MOVQ	$0, errno+16(FP)
 	RET
+
+// func rawVfork3(args unsafe.Pointer, size uintptr) (pid uintptr, errno uintptr)
+//
+// clone3(args, size), made safe for CLONE_VM|CLONE_VFORK as rawVfork is.
+TEXT ·rawVfork3(SB),NOSPLIT|NOFRAME,$0-32
+	MOVQ	args+0(FP), DI
+	MOVQ	size+8(FP), SI
+	MOVQ	$0, DX
+	MOVQ	$0, R10
+	MOVQ	$0, R8
+	MOVQ	$0, R9
+	MOVQ	$435, AX // SYS_clone3
+	POPQ	R12
+	SYSCALL
+	PUSHQ	R12
+	CMPQ	AX, $0xfffffffffffff001
+	JLS	ok3
+	MOVQ	$-1, pid+16(FP)
+	NEGQ	AX
+	MOVQ	AX, errno+24(FP)
+	RET
+ok3:
+	MOVQ	AX, pid+16(FP)
+	MOVQ	$0, errno+24(FP)
+	RET

@@ -2,7 +2,12 @@
 
 package forkexec
 
-import "syscall"
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
 
 // forkFlags: a plain fork where no vfork-safe clone is written.
 const forkFlags = 0
@@ -12,5 +17,13 @@ const forkFlags = 0
 //go:nosplit
 func rawVfork(flags uintptr) (pid uintptr, errno uintptr) {
 	r1, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, flags, 0, 0, 0, 0, 0)
+	return r1, uintptr(e)
+}
+
+// rawVfork3 is a plain clone3(args, size).
+//
+//go:nosplit
+func rawVfork3(args unsafe.Pointer, size uintptr) (pid uintptr, errno uintptr) {
+	r1, _, e := syscall.RawSyscall(unix.SYS_CLONE3, uintptr(args), size, 0)
 	return r1, uintptr(e)
 }

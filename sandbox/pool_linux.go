@@ -198,15 +198,7 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	e.Image = p.tmpl.Image
 	e.Hostname, e.Network, e.Credential, e.Syscalls = p.tmpl.Hostname, p.tmpl.Network, p.tmpl.Credential, p.tmpl.Syscalls
 	e.Limits.Disk = p.tmpl.Limits.Disk
-	cmd, err := e.withImageConfig(p.spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.validate(false); err != nil {
-		return nil, err
-	}
-	limits := cmd.Limits.withDefaults()
-	enf, err := enforce(limits)
+	cmd, limits, enf, err := e.prepare(p.spec)
 	if err != nil {
 		return nil, err
 	}

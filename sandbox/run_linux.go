@@ -117,14 +117,7 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image: %w", err)
 	}
-	if c, err = c.withImageConfig(spec); err != nil {
-		return nil, err
-	}
-	if err := c.validate(false); err != nil {
-		return nil, err
-	}
-	limits := c.Limits.withDefaults()
-	enf, err := enforce(limits)
+	c, limits, enf, err := c.prepare(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +138,24 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// prepare applies the image's run configuration to c, checks the result,
+// and decides how its limits are enforced.
+func (c *Cmd) prepare(spec *rootfs.Spec) (*Cmd, Limits, *enforcement, error) {
+	c, err := c.withImageConfig(spec)
+	if err != nil {
+		return nil, Limits{}, nil, err
+	}
+	if err := c.validate(false); err != nil {
+		return nil, Limits{}, nil, err
+	}
+	limits := c.Limits.withDefaults()
+	enf, err := enforce(limits)
+	if err != nil {
+		return nil, Limits{}, nil, err
+	}
+	return c, limits, enf, nil
 }
 
 func (l Limits) withDefaults() Limits {

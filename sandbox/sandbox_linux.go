@@ -216,13 +216,9 @@ func (sb *Sandbox) start(ctx context.Context, c *Cmd) (*run, error) {
 	}
 	plan.config.Rlimits = enf.rlimits
 
-	sb.mu.Lock()
-	if sb.closed {
-		sb.mu.Unlock()
-		return nil, ErrClosed
+	if err := sb.enter(); err != nil {
+		return nil, err
 	}
-	sb.active.Add(1)
-	sb.mu.Unlock()
 
 	r := &run{ctx: ctx, cmd: &e, limits: limits, enf: enf, inSandbox: true}
 	r.cleanup = append(r.cleanup, sb.active.Done)
@@ -269,6 +265,18 @@ func splitEnv(kv string) (string, string, bool) {
 		}
 	}
 	return kv, "", false
+}
+
+// enter counts one more user of the sandbox's namespaces, which Close
+// waits for (leave with sb.active.Done), or says it is closed.
+func (sb *Sandbox) enter() error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.closed {
+		return ErrClosed
+	}
+	sb.active.Add(1)
+	return nil
 }
 
 // Close kills everything in the sandbox and removes all it created. It
@@ -375,13 +383,9 @@ func (sb *Sandbox) socket(ctx context.Context, domain, typ int) (*os.File, error
 // fromInside has a short-lived child join the namespaces and send back a
 // descriptor: a new socket, or (sock nil) the root directory.
 func (sb *Sandbox) fromInside(ctx context.Context, join []*os.File, sock *forkexec.SocketSpec) (*os.File, error) {
-	sb.mu.Lock()
-	if sb.closed {
-		sb.mu.Unlock()
-		return nil, ErrClosed
+	if err := sb.enter(); err != nil {
+		return nil, err
 	}
-	sb.active.Add(1)
-	sb.mu.Unlock()
 	defer sb.active.Done()
 
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

@@ -28,14 +28,17 @@ var cgroupErr = sync.OnceValue(cgroup.Enabled)
 
 // enforce decides how each limit is enforced. It fails, before anything
 // is created, on an rlimit this process cannot grant and, with Strict, on a
-// limit it cannot enforce as documented.
+// limit the caller set that it cannot enforce as documented (the default
+// Pids limit alone does not make Strict fail).
 func enforce(l Limits) (*enforcement, error) {
 	e := &enforcement{enforced: map[string]string{}}
+	explicitPids := l.Pids > 0
+	l = l.withDefaults()
 	needCgroup := l.Memory > 0 || l.Pids > 0 || l.CPUs > 0 || l.CPUTime > 0
 	if needCgroup {
 		if err := cgroupErr(); err == nil {
 			e.cgroup = true
-		} else if l.Strict {
+		} else if l.Strict && (l.Memory > 0 || explicitPids || l.CPUs > 0 || l.CPUTime > 0) {
 			return nil, &ConfigError{Field: "Limits.Strict", Reason: "Memory, Pids, CPUs and CPUTime need a cgroup, and none can be made here: " + err.Error()}
 		}
 	}

@@ -236,8 +236,15 @@ func TestFallbackWithoutCgroups(t *testing.T) {
 		"WallTime": "watchdog", "Output": "watchdog", "Disk": "tmpfs",
 	}, res.Enforced)
 
+	// Strict refuses only limits the caller set: the default Pids limit
+	// alone does not stop a run.
+	res = run(t, &sandbox.Cmd{Image: img, Args: []string{"true"}, Limits: sandbox.Limits{Strict: true}})
+	assert.Equal(t, sandbox.OK, res.Status)
+	_, err := (&sandbox.Cmd{Image: img, Args: []string{"true"}, Limits: sandbox.Limits{Strict: true, Pids: 10}}).Run(context.Background())
+	assert.ErrorIs(t, err, fs.ErrInvalid)
+
 	// Strict refuses before anything runs.
-	_, err := helperCmd(t, sandbox.Limits{Memory: 64 << 20, Strict: true}, "loop").Run(context.Background())
+	_, err = helperCmd(t, sandbox.Limits{Memory: 64 << 20, Strict: true}, "loop").Run(context.Background())
 	var ce *sandbox.ConfigError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "Limits.Strict", ce.Field)

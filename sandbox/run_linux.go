@@ -151,7 +151,7 @@ func (c *Cmd) prepare(spec *rootfs.Spec) (*Cmd, Limits, *enforcement, error) {
 		return nil, Limits{}, nil, err
 	}
 	limits := c.Limits.withDefaults()
-	enf, err := enforce(limits)
+	enf, err := enforce(c.Limits)
 	if err != nil {
 		return nil, Limits{}, nil, err
 	}

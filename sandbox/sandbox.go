@@ -81,9 +81,10 @@ type Limits struct {
 	// writes anywhere in its root and in /tmp share one tmpfs of this
 	// size; /dev/shm is another of the same size. Zero means DefaultDisk.
 	Disk int64
-	// Strict makes a limit that cannot be enforced as documented here (no
-	// cgroup for Memory, Pids, CPUs or CPUTime) an error before anything
-	// runs, instead of a fallback reported in Result.Enforced.
+	// Strict makes a limit the caller set that cannot be enforced as
+	// documented here (no cgroup for Memory, Pids, CPUs or CPUTime) an
+	// error before anything runs, instead of a fallback reported in
+	// Result.Enforced. (The default Pids limit alone is not such a limit.)
 	Strict bool
 }
 

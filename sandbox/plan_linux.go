@@ -235,7 +235,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 		s = append(s, forkexec.LoopbackUp())
 	}
 	if mode == runCommand {
-		s = append(s, forkexec.Chdir("chdir", dir))
+		s = append(s, forkexec.Chdir("chdir", dir), forkexec.CheckCwd("check working directory"))
 	}
 
 	env, pathEnv := withPath(c.Env)
@@ -310,7 +310,7 @@ func (c *Cmd) joinPlan(sb *Sandbox) (*plan, error) {
 	cfg := c.commandConfig(cred, filter, env, pathEnv, sb.userNS)
 	cfg.Join = sb.ns
 	cfg.CgroupNS = true
-	cfg.Steps = []forkexec.Step{forkexec.Chdir("chdir", dir)}
+	cfg.Steps = []forkexec.Step{forkexec.Chdir("chdir", dir), forkexec.CheckCwd("check working directory")}
 	return &plan{config: cfg, filter: filter}, nil
 }
 

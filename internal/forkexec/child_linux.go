@@ -178,6 +178,11 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 				_, _, err1 = syscall.RawSyscall(syscall.SYS_IOCTL, r1, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(&c.ifreq[0])))
 				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 			}
+		case opCheckCwd:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
+			if err1 == 0 && c.cwdBuf[0] != '/' {
+				err1 = syscall.ENOENT
+			}
 		case opOpenTree:
 			r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
 				unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)

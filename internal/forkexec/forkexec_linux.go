@@ -270,6 +270,7 @@ type childData struct {
 	sigmask  uint64
 	pidfd    int32
 	readByte [1]byte
+	cwdBuf   [4096]byte
 }
 
 type rlimit struct {

@@ -188,3 +188,38 @@ func TestBornInCgroup(t *testing.T) {
 	out, _ := io.ReadAll(r)
 	assert.Equal(t, "0::"+cg.Path()+"\n", string(out))
 }
+
+// A working directory outside the root is refused: after pivot_root, a
+// working directory that was not the old root itself stays where it was,
+// outside the new one (the shape of CVE-2024-21626).
+func TestCheckCwd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	for _, back := range []bool{false, true} {
+		root := t.TempDir()
+		steps := []Step{
+			Mount("private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
+			Mount("tmpfs", "tmpfs", root, "tmpfs", 0, ""),
+			Mkdir("old", root+"/old", 0o700),
+			Chdir("leave", "/tmp"),
+			PivotRoot("pivot", root, root+"/old"),
+			Umount("detach", "/old", unix.MNT_DETACH),
+		}
+		if back {
+			steps = append(steps, Chdir("enter", "/"))
+		}
+		steps = append(steps, CheckCwd("check"))
+		p, err := Start(&Config{Cloneflags: unix.CLONE_NEWNS, Steps: steps,
+			Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+		require.NoError(t, err)
+		err = p.Release(context.Background())
+		var se *StepError
+		require.ErrorAs(t, err, &se)
+		if back {
+			assert.Equal(t, "execve", se.Stage, "inside the root the check passes (the empty root has no /bin/true)")
+		} else {
+			assert.Equal(t, "check", se.Stage)
+		}
+	}
+}

@@ -18,6 +18,7 @@ const (
 	opSethostname                   // sethostname(a)
 	opLoopbackUp                    // bring the lo interface up
 	opChmod                         // fchmodat(a, mode)
+	opCheckCwd                      // getcwd must be a path inside the root
 	opOpenTree                      // open_tree(a, OPEN_TREE_CLONE|AT_RECURSIVE) as descriptor flags
 	opMoveMount                     // move_mount(descriptor flags, b)
 	opClose                         // close descriptor flags
@@ -133,4 +134,12 @@ func AttachTree(stage string, slot int, target string) Step {
 // CloseSlot closes the descriptor of an OpenPath step.
 func CloseSlot(slot int) Step {
 	return Step{Stage: "close descriptor", kind: opClose, slot: slot, useSlot: true}
+}
+
+// CheckCwd fails unless the working directory is a path in the current
+// root: getcwd says "(unreachable)" for one outside it, which is how a
+// leaked descriptor of a host directory used as the working directory
+// shows (CVE-2024-21626).
+func CheckCwd(stage string) Step {
+	return Step{Stage: stage, kind: opCheckCwd}
 }

@@ -36,7 +36,7 @@ func TestPoolMatchesColdRuns(t *testing.T) {
 		stdout bool // compare stdout too
 	}{
 		{"pid, ppid, hostname, cwd, env", sandbox.Cmd{Args: []string{"sh", "-c", "echo $$ $PPID $(hostname) $(pwd) $FOO; id -u; env | sort"}, Env: []string{"FOO=bar"}, Dir: "/etc"}, true},
-		{"processes and mounts", sandbox.Cmd{Args: []string{"sh", "-c", "ps -o pid,comm | wc -l; cut -d' ' -f5 /proc/self/mountinfo | sort"}}, true},
+		{"processes and mounts", sandbox.Cmd{Args: []string{"sh", "-c", "set -- /proc/[0-9]*; echo $@; cut -d' ' -f5 /proc/self/mountinfo | sort"}}, true},
 		{"stdin", sandbox.Cmd{Args: []string{"tr", "a-z", "A-Z"}, Stdin: strings.NewReader("")}, true},
 		{"exit code", sandbox.Cmd{Args: []string{"sh", "-c", "exit 9"}}, true},
 		{"signal", sandbox.Cmd{Args: []string{"sh", "-c", "kill -SEGV $$"}}, true},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -146,25 +147,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
 		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
 	)
-	for _, f := range maskedProcFiles {
-		if _, err := os.Lstat("/proc/" + f); err == nil {
-			s = append(s, forkexec.Bind("mask /proc/"+f, "/dev/null", "proc/"+f))
-		}
-	}
-	for _, d := range maskedProcDirs {
-		if _, err := os.Lstat("/proc/" + d); err == nil {
-			s = append(s, forkexec.Mount("mask /proc/"+d, "tmpfs", "proc/"+d, "tmpfs",
-				unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0555,size=4k"))
-		}
-	}
-	for _, d := range readOnlyProc {
-		if _, err := os.Lstat("/proc/" + d); err == nil {
-			s = append(s,
-				forkexec.Bind("make /proc/"+d+" read-only", "proc/"+d, "proc/"+d),
-				forkexec.Remount("make /proc/"+d+" read-only", "proc/"+d,
-					unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC))
-		}
-	}
+	s = append(s, procMasks()...)
 	// /dev is nodev: the device nodes below are binds of the host's, which
 	// carry their own flags; nothing made in the tmpfs itself opens a device.
 	s = append(s, forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=65536"))
@@ -410,3 +393,35 @@ func removeWorkDir(dir string) {
 	})
 	os.RemoveAll(dir)
 }
+
+// procMasks are the steps that mask and make read-only parts of /proc:
+// those of maskedProcFiles, maskedProcDirs and readOnlyProc this kernel
+// has. Which those are does not change while it runs: they are looked up
+// once, not at every run.
+var procMasks = sync.OnceValue(func() []forkexec.Step {
+	var s []forkexec.Step
+	exists := func(name string) bool {
+		_, err := os.Lstat("/proc/" + name)
+		return err == nil
+	}
+	for _, f := range maskedProcFiles {
+		if exists(f) {
+			s = append(s, forkexec.Bind("mask /proc/"+f, "/dev/null", "proc/"+f))
+		}
+	}
+	for _, d := range maskedProcDirs {
+		if exists(d) {
+			s = append(s, forkexec.Mount("mask /proc/"+d, "tmpfs", "proc/"+d, "tmpfs",
+				unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0555,size=4k"))
+		}
+	}
+	for _, d := range readOnlyProc {
+		if exists(d) {
+			s = append(s,
+				forkexec.Bind("make /proc/"+d+" read-only", "proc/"+d, "proc/"+d),
+				forkexec.Remount("make /proc/"+d+" read-only", "proc/"+d,
+					unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC))
+		}
+	}
+	return s
+})

@@ -133,7 +133,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 		if pl.netns != nil {
 			pl.netns.Close()
 		}
-		return nil, (&run{cmd: &p.tmpl}).setupError(err)
+		return nil, setupError(err, nil)
 	}
 	if pl.userNS {
 		if err := writeIDMaps(proc); err != nil {
@@ -145,7 +145,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 		if pl.netns != nil {
 			pl.netns.Close()
 		}
-		return nil, (&run{cmd: &p.tmpl}).setupError(err)
+		return nil, setupError(err, nil)
 	}
 	ps := &pooledSandbox{proc: proc, plan: pl}
 	if cgroupErr() == nil {

@@ -517,12 +517,16 @@ func (r *run) status(ex *forkexec.Exit, res *Result) Status {
 	return OK
 }
 
-func (r *run) setupError(err error) error {
+func (r *run) setupError(err error) error { return setupError(err, r.cmd.Args) }
+
+// setupError turns a child's failure into a *SetupError; an execve
+// failure names the command (args[0]).
+func setupError(err error, args []string) error {
 	var se *forkexec.StepError
 	if errors.As(err, &se) {
 		path := se.Path
-		if se.Stage == "execve" {
-			path = r.cmd.Args[0]
+		if se.Stage == "execve" && len(args) > 0 {
+			path = args[0]
 		}
 		return &SetupError{Stage: se.Stage, Path: path, Err: se.Err}
 	}

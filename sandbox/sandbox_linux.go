@@ -111,7 +111,7 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 	cfg.Stdio = [3]*os.File{null, null, null}
 	proc, err := forkexec.Start(&cfg)
 	if err != nil {
-		return (&run{cmd: &Cmd{}}).setupError(err)
+		return setupError(err, nil)
 	}
 	sb.init = proc
 	if plan.userNS {
@@ -147,7 +147,7 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return err
 		}
-		return (&run{cmd: &Cmd{}}).setupError(err)
+		return setupError(err, nil)
 	}
 	if plan.userNS {
 		// The root, as set up, through a child that joined the sandbox.

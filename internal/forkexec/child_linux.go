@@ -7,40 +7,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forkChild clones the sandbox's init. In the parent it returns init's pid
-// and pidfd. The child never returns: it becomes init, forks and executes
-// the command, and exits.
+// forkChild clones the sandbox's init from this process (see the zygote
+// for the usual way). In the parent it returns init's pid and pidfd. The
+// child never returns: it runs initMain.
 //
 // Everything after the clone runs in a copy of the process with one thread
 // and a poisoned stack guard: no allocation, no stack growth, no write
-// barriers, no calls but raw system calls and the nosplit runtime hook.
-// All variables are declared up front so that the gotos stay legal.
+// barriers, no calls but raw system calls and nosplit functions.
 //
 //go:noinline
 //go:norace
 //go:nocheckptr
 func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
-	var (
-		r1      uintptr
-		err1    syscall.Errno
-		execErr syscall.Errno
-		idx     int32
-		i       int
-		o       *op
-		cmdPid  uintptr
-		exit    uintptr
-		execRaw uintptr
-		bornIn  bool
-		argvp   uintptr
-		envvp   uintptr
-		pathp   unsafe.Pointer
-		hdr     *unix.Cmsghdr
-		nfds    int
-	)
-
 	syscall.ForkLock.Lock()
 	runtime_BeforeFork()
-	r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE,
+	r1, _, err1 := syscall.RawSyscall6(syscall.SYS_CLONE,
 		c.cloneflags|unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD),
 		0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
 	if err1 != 0 || r1 != 0 {
@@ -52,9 +33,33 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 		return int(r1), int(c.pidfd), 0
 	}
-
 	// The child: PID 1 of the new PID namespace.
 	runtime_AfterForkInChild()
+	initMain(c)
+	return 0, -1, 0 // not reached
+}
+
+// initMain is init, in a fresh clone: it sets up the sandbox, forks and
+// executes the command, reports how it ended, and exits. It never returns.
+// All variables are declared up front so that the gotos stay legal.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func initMain(c *childData) {
+	var (
+		r1      uintptr
+		err1    syscall.Errno
+		idx     int32
+		i       int
+		cmdPid  uintptr
+		exit    uintptr
+		execRaw uintptr
+		bornIn  bool
+		hdr     *unix.Cmsghdr
+		nfds    int
+	)
+
 	exit = 1
 
 	// Keep only our own descriptors: the parent's other files (other
@@ -131,77 +136,8 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 	// Modes in the steps are exact.
 	syscall.RawSyscall(syscall.SYS_UMASK, 0, 0, 0)
 
-	for i = 0; i < len(c.ops); i++ {
-		o = &c.ops[i]
-		err1 = 0
-		switch o.kind {
-		case opMount:
-			_, _, err1 = syscall.RawSyscall6(syscall.SYS_MOUNT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)),
-				uintptr(unsafe.Pointer(o.c)), o.flags, uintptr(unsafe.Pointer(o.d)), 0)
-		case opMkdir:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
-			if err1 == syscall.EEXIST {
-				err1 = 0
-			}
-		case opEnsureDir:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
-			if err1 == syscall.EEXIST {
-				_, _, err1 = syscall.RawSyscall6(unix.SYS_NEWFSTATAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
-					uintptr(unsafe.Pointer(&c.stat)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
-				if err1 == 0 && c.stat.Mode&unix.S_IFMT != unix.S_IFDIR {
-					err1 = syscall.ENOTDIR
-				}
-			}
-		case opTouch:
-			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
-				unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uintptr(o.mode), 0, 0)
-			if err1 == 0 {
-				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-			}
-		case opSymlink:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_SYMLINKAT, uintptr(unsafe.Pointer(o.a)), atFdcwd, uintptr(unsafe.Pointer(o.b)))
-		case opChdir:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(o.a)), 0, 0)
-		case opPivotRoot:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_PIVOT_ROOT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)), 0)
-		case opUmount:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_UMOUNT2, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
-		case opRmdir:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_UNLINKAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), unix.AT_REMOVEDIR)
-		case opChmod:
-			_, _, err1 = syscall.RawSyscall6(syscall.SYS_FCHMODAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
-		case opSethostname:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETHOSTNAME, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
-		case opLoopbackUp:
-			r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-			if err1 == 0 {
-				_, _, err1 = syscall.RawSyscall(syscall.SYS_IOCTL, r1, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(&c.ifreq[0])))
-				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-			}
-		case opCheckCwd:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
-			if err1 == 0 && c.cwdBuf[0] != '/' {
-				err1 = syscall.ENOENT
-			}
-		case opOpenTree:
-			r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
-				unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)
-			if err1 == 0 && r1 != o.flags {
-				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
-				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-			}
-		case opMoveMount:
-			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, o.flags, uintptr(unsafe.Pointer(c.emptyPath)),
-				atFdcwd, uintptr(unsafe.Pointer(o.b)), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
-		case opClose:
-			syscall.RawSyscall(syscall.SYS_CLOSE, o.flags, 0, 0)
-		default:
-			err1 = syscall.EINVAL
-		}
-		if err1 != 0 {
-			idx = int32(i)
-			goto fail
-		}
+	if idx, err1 = runSteps(c); err1 != 0 {
+		goto fail
 	}
 
 	if c.socket {
@@ -307,13 +243,13 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 				goto fail
 			}
 		}
-		argvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.ArgvOff]))
-		envvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.EnvvOff]))
-		pathp = unsafe.Pointer(&c.req.Data[c.req.PathOff])
+		c.argvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.ArgvOff]))
+		c.envvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.EnvvOff]))
+		c.pathp = unsafe.Pointer(&c.req.Data[c.req.PathOff])
 	} else {
-		argvp = uintptr(unsafe.Pointer(&c.argv[0]))
-		envvp = uintptr(unsafe.Pointer(&c.envv[0]))
-		pathp = unsafe.Pointer(&c.path[0])
+		c.argvp = uintptr(unsafe.Pointer(&c.argv[0]))
+		c.envvp = uintptr(unsafe.Pointer(&c.envv[0]))
+		c.pathp = unsafe.Pointer(&c.path[0])
 	}
 
 	// Fork the command; init stays behind. Where it can, this is a vfork:
@@ -337,7 +273,7 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		goto fail
 	}
 	if r1 == 0 {
-		goto command
+		commandMain(c, bornIn)
 	}
 	cmdPid = r1
 	for i = 0; i < c.ncg; i++ {
@@ -366,8 +302,25 @@ func forkChild(c *childData) (pid int, pidfd int, errno syscall.Errno) {
 		}
 	}
 
-command:
-	exit = 127
+fail:
+	childFail(c, idx, err1, exit)
+}
+
+// commandMain is the command's side of init's fork: it moves into the
+// command's cgroup, drops what the command must not have and executes it.
+// It never returns.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func commandMain(c *childData, bornIn bool) {
+	var (
+		r1      uintptr
+		err1    syscall.Errno
+		execErr syscall.Errno
+		idx     int32
+		i       int
+	)
 	// Into the command's cgroup, before anything else it does (unless
 	// clone3 made it there).
 	for i = 0; i < c.ncg && !bornIn; i++ {
@@ -490,11 +443,11 @@ command:
 	// one remembered, anything else is final.
 	execErr = syscall.ENOENT
 	for i = 0; ; i++ {
-		r1 = *(*uintptr)(unsafe.Add(pathp, i*int(unsafe.Sizeof(uintptr(0)))))
+		r1 = *(*uintptr)(unsafe.Add(c.pathp, i*int(unsafe.Sizeof(uintptr(0)))))
 		if r1 == 0 {
 			break
 		}
-		_, _, err1 = syscall.RawSyscall(syscall.SYS_EXECVE, r1, argvp, envvp)
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_EXECVE, r1, c.argvp, c.envvp)
 		if err1 == syscall.ENOENT || err1 == syscall.ENOTDIR {
 			continue
 		}
@@ -505,14 +458,108 @@ command:
 	}
 	err1 = execErr
 	idx = stageExecve
-
 fail:
+	childFail(c, idx, err1, 127)
+}
+
+// childFail reports a failed stage through the error pipe and exits.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func childFail(c *childData, idx int32, err1 syscall.Errno, exit uintptr) {
 	c.errBuf[0] = idx
 	c.errBuf[1] = int32(err1)
 	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
 	for {
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, exit, 0, 0)
 	}
+}
+
+// runSteps runs the setup steps in order, and returns the index of the
+// one that failed and its error, if one did.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func runSteps(c *childData) (idx int32, err1 syscall.Errno) {
+	var (
+		r1 uintptr
+		o  *op
+	)
+	for i := 0; i < len(c.ops); i++ {
+		o = &c.ops[i]
+		err1 = 0
+		switch o.kind {
+		case opMount:
+			_, _, err1 = syscall.RawSyscall6(syscall.SYS_MOUNT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)),
+				uintptr(unsafe.Pointer(o.c)), o.flags, uintptr(unsafe.Pointer(o.d)), 0)
+		case opMkdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
+			if err1 == syscall.EEXIST {
+				err1 = 0
+			}
+		case opEnsureDir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode))
+			if err1 == syscall.EEXIST {
+				_, _, err1 = syscall.RawSyscall6(unix.SYS_NEWFSTATAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+					uintptr(unsafe.Pointer(&c.stat)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+				if err1 == 0 && c.stat.Mode&unix.S_IFMT != unix.S_IFDIR {
+					err1 = syscall.ENOTDIR
+				}
+			}
+		case opTouch:
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+				unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uintptr(o.mode), 0, 0)
+			if err1 == 0 {
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opSymlink:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SYMLINKAT, uintptr(unsafe.Pointer(o.a)), atFdcwd, uintptr(unsafe.Pointer(o.b)))
+		case opChdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(o.a)), 0, 0)
+		case opPivotRoot:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_PIVOT_ROOT, uintptr(unsafe.Pointer(o.a)), uintptr(unsafe.Pointer(o.b)), 0)
+		case opUmount:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_UMOUNT2, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
+		case opRmdir:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_UNLINKAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), unix.AT_REMOVEDIR)
+		case opChmod:
+			_, _, err1 = syscall.RawSyscall6(syscall.SYS_FCHMODAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
+		case opSethostname:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_SETHOSTNAME, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
+		case opLoopbackUp:
+			r1, _, err1 = syscall.RawSyscall(syscall.SYS_SOCKET, syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+			if err1 == 0 {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_IOCTL, r1, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(&c.ifreq[0])))
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opCheckCwd:
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
+			if err1 == 0 && c.cwdBuf[0] != '/' {
+				err1 = syscall.ENOENT
+			}
+		case opOpenTree:
+			r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+				unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)
+			if err1 == 0 && r1 != o.flags {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opMoveMount:
+			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, o.flags, uintptr(unsafe.Pointer(c.emptyPath)),
+				atFdcwd, uintptr(unsafe.Pointer(o.b)), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
+		case opClose:
+			syscall.RawSyscall(syscall.SYS_CLOSE, o.flags, 0, 0)
+		default:
+			err1 = syscall.EINVAL
+		}
+		if err1 != 0 {
+			return int32(i), err1
+		}
+	}
+
+	return 0, 0
 }
 
 // atFdcwd is AT_FDCWD (-100) as a system call argument.

@@ -270,7 +270,10 @@ type childData struct {
 	sigmask  uint64
 	pidfd    int32
 	readByte [1]byte
-	cwdBuf   [4096]byte
+	// The command, for the fork: argv, envp and the candidate paths.
+	argvp, envvp uintptr
+	pathp        unsafe.Pointer
+	cwdBuf       [4096]byte
 }
 
 type rlimit struct {

@@ -260,6 +260,9 @@ type childData struct {
 	capHdr           unix.CapUserHeader
 	capData          [2]unix.CapUserData
 	seccomp          *unix.SockFprog
+	// reqAddr is where req is in the child, when that is not where it is
+	// here (a clone from the zygote).
+	reqAddr uintptr
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -760,7 +763,11 @@ func (c *childData) request(cmd *Command) ([]byte, error) {
 		return nil, errors.New("forkexec: too many cgroup files, rlimits or binds")
 	}
 	var r request
-	base := uintptr(unsafe.Pointer(c.req)) + unsafe.Offsetof(r.Data)
+	base := uintptr(unsafe.Pointer(c.req))
+	if c.reqAddr != 0 {
+		base = c.reqAddr // the zygote's copy
+	}
+	base += unsafe.Offsetof(r.Data)
 	data := r.Data[:0]
 	ptrSize := int(unsafe.Sizeof(uintptr(0)))
 	// put appends strs as NUL-terminated strings after a nil-terminated
@@ -942,32 +949,29 @@ func (p *Process) Reaped() bool {
 // of the process, to a thread of its own.
 var forker struct {
 	once sync.Once
-	reqs chan forkRequest
+	reqs chan func()
 }
 
-type forkRequest struct {
-	c    *childData
-	done chan forkResult
-}
-
-type forkResult struct {
-	pid, pidfd int
-	errno      syscall.Errno
-}
-
-func forkOnForkerThread(c *childData) (pid, pidfd int, errno syscall.Errno) {
+// onForkerThread runs f on the forker thread and waits for it.
+func onForkerThread(f func()) {
 	forker.once.Do(func() {
-		forker.reqs = make(chan forkRequest)
+		forker.reqs = make(chan func())
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for r := range forker.reqs {
-				pid, pidfd, errno := forkChild(r.c)
-				r.done <- forkResult{pid, pidfd, errno}
+			for f := range forker.reqs {
+				f()
 			}
 		}()
 	})
-	done := make(chan forkResult, 1)
-	forker.reqs <- forkRequest{c, done}
-	r := <-done
-	return r.pid, r.pidfd, r.errno
+	done := make(chan struct{})
+	forker.reqs <- func() {
+		f()
+		close(done)
+	}
+	<-done
+}
+
+func forkOnForkerThread(c *childData) (pid, pidfd int, errno syscall.Errno) {
+	onForkerThread(func() { pid, pidfd, errno = cloneInit(c) })
+	return pid, pidfd, errno
 }

@@ -22,3 +22,15 @@ func rawVfork(flags uintptr) (pid uintptr, errno uintptr)
 //
 //go:noescape
 func rawVfork3(args unsafe.Pointer, size uintptr) (pid uintptr, errno uintptr)
+
+// rawCloneOn is clone(flags, stack, ptid) whose child calls the ABI0
+// function at fn with arg on that stack, and exits if it returns.
+//
+//go:noescape
+func rawCloneOn(flags, stack, ptid uintptr, fn uintptr, arg unsafe.Pointer) (pid uintptr, errno uintptr)
+
+// zygoteEntryPC is zygoteEntry's ABI0 entry, for rawCloneOn.
+func zygoteEntryPC() uintptr
+
+// haveZygote: the zygote needs rawCloneOn.
+const haveZygote = true

@@ -27,3 +27,12 @@ func rawVfork3(args unsafe.Pointer, size uintptr) (pid uintptr, errno uintptr) {
 	r1, _, e := syscall.RawSyscall(unix.SYS_CLONE3, uintptr(args), size, 0)
 	return r1, uintptr(e)
 }
+
+// haveZygote: no zygote where rawCloneOn is not written.
+const haveZygote = false
+
+func rawCloneOn(flags, stack, ptid uintptr, fn uintptr, arg unsafe.Pointer) (pid uintptr, errno uintptr) {
+	return 0, uintptr(syscall.ENOSYS)
+}
+
+func zygoteEntryPC() uintptr { return 0 }

@@ -1,0 +1,392 @@
+package forkexec
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The zygote is a fork of this process, made once, from which every init
+// is cloned.
+//
+// Cloning init from the Go process itself cost the caller dearly: the clone
+// copies the process's page tables and write-protects its whole heap, and
+// for as long as init lives every page the Go program writes is copied,
+// with a TLB shootdown on every CPU running one of its threads. That was a
+// quarter of a sandboxed run's CPU time. The zygote's memory is frozen at
+// its birth: cloning from it leaves the caller's pages alone.
+//
+// The zygote shares this process's descriptor table (CLONE_FILES), so an
+// init it clones gets the caller's descriptors of that moment, as a direct
+// clone would, and the pidfd the kernel makes for it lands in the caller's
+// table. It clones with CLONE_PARENT: init is the caller's child, waited
+// for and signaled as before, and its parent-death signal is tied to the
+// forker thread, like the zygote's own.
+//
+// A request is a childData with everything it points to, copied into a
+// staging area mapped before the zygote was born: at the same address in
+// both processes, so its pointers hold in the zygote's copy, and in init's
+// copy of that. What the zygote does not see is what changes later in the
+// caller's process-wide state: its working directory, umask and rlimits
+// are those of the first sandbox's start (the steps use absolute paths and
+// set modes and limits explicitly).
+type zygote struct {
+	pid   int
+	pidfd int
+	conn  int    // our end of the request socket
+	stage []byte // the staging area
+	stack []byte // the zygote's stack
+	dead  bool   // it stopped answering: to be replaced
+
+	// Used by the zygote, in its copy.
+	zconn    int
+	msg      unix.Msghdr
+	iov      unix.Iovec
+	reply    zygoteReply
+	name     [16]byte // the zygote's command name
+	initName [16]byte // its inits'
+	parent   uintptr  // our pid: the zygote exits if its parent is gone
+}
+
+type zygoteReply struct {
+	Pid   int64
+	Pidfd int32
+	Errno int32
+}
+
+// stageSize bounds a request: argv and environment included. Larger ones
+// are cloned from the caller directly.
+const stageSize = 1 << 20
+
+// zygoteStack is the size of the zygote's stack, and of its inits'.
+const zygoteStack = 256 << 10
+
+// zyg is the zygote, used by the forker goroutine only. zygoteOff is set
+// when one cannot be made: clones are then direct.
+var (
+	zyg       *zygote
+	zygoteOff bool
+)
+
+// cloneInit clones an init for c, through the zygote when there is one.
+// It runs on the forker thread.
+func cloneInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
+	if zyg == nil && !zygoteOff && haveZygote {
+		z, err := newZygote()
+		if err != nil {
+			zygoteOff = true
+		} else {
+			zyg = z
+		}
+	}
+	if zyg != nil {
+		pid, pidfd, errno, ok := zyg.clone(c)
+		if ok {
+			return pid, pidfd, errno
+		}
+		if zyg.dead {
+			zyg.close()
+			zyg = nil
+		}
+	}
+	return forkChild(c)
+}
+
+// ZygotePid returns the zygote's pid, or 0 when there is none (yet). It is
+// a long-lived child of this process, there by design.
+func ZygotePid() int {
+	pid := 0
+	onForkerThread(func() {
+		if zyg != nil {
+			pid = zyg.pid
+		}
+	})
+	return pid
+}
+
+func newZygote() (*zygote, error) {
+	stage, err := unix.Mmap(-1, 0, stageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	stack, err := unix.Mmap(-1, 0, zygoteStack, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK)
+	if err != nil {
+		unix.Munmap(stage)
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		unix.Munmap(stage)
+		unix.Munmap(stack)
+		return nil, os.NewSyscallError("socketpair", err)
+	}
+	// Large requests (long command lines) in one message; beyond what the
+	// kernel allows they are cloned directly.
+	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
+	z := &zygote{conn: pair[0], zconn: pair[1], stage: stage, stack: stack, parent: uintptr(os.Getpid())}
+	z.iov.Base = &stage[0]
+	z.iov.SetLen(len(stage))
+	z.msg.Iov = &z.iov
+	z.msg.SetIovlen(1)
+	copy(z.name[:], "hutch-zygote")
+	copy(z.initName[:], "hutch-init")
+	pid, pidfd, errno := spawnZygote(z)
+	if errno != 0 {
+		unix.Close(pair[0])
+		unix.Close(pair[1])
+		unix.Munmap(stage)
+		unix.Munmap(stack)
+		return nil, os.NewSyscallError("clone", errno)
+	}
+	z.pid, z.pidfd = pid, pidfd
+	return z, nil
+}
+
+// spawnZygote clones the zygote, which runs zygoteEntry on its own stack.
+//
+//go:noinline
+//go:norace
+//go:nocheckptr
+func spawnZygote(z *zygote) (pid int, pidfd int, errno syscall.Errno) {
+	var fd int32
+	top := uintptr(unsafe.Pointer(&z.stack[0])) + uintptr(len(z.stack))
+	syscall.ForkLock.Lock()
+	runtime_BeforeFork()
+	r1, err1 := rawCloneOn(unix.CLONE_FILES|unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD), top&^15,
+		uintptr(unsafe.Pointer(&fd)), zygoteEntryPC(), unsafe.Pointer(z))
+	runtime_AfterFork()
+	syscall.ForkLock.Unlock()
+	if err1 != 0 {
+		return 0, -1, syscall.Errno(err1)
+	}
+	return int(r1), int(fd), 0
+}
+
+// zygoteEntry is where the zygote starts, in a copy of the process with
+// one thread and a poisoned stack guard, on a stack of its own.
+// (zygoteEntryPC, in assembly, refers to it.)
+//
+//lint:ignore U1000 called from assembly
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func zygoteEntry(z *zygote) {
+	runtime_AfterForkInChild()
+	zygoteMain(z)
+}
+
+// initFromZygote is initMain, called through a variable: the zygote runs
+// on a stack of its own, of zygoteStack bytes, not within the limit the
+// linker checks nosplit call chains against.
+var initFromZygote = initMain
+
+// zygoteMain serves requests: each is a childData in the staging area, for
+// which it clones an init and replies with its pid and pidfd. It exits when
+// the caller is gone.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func zygoteMain(z *zygote) {
+	var (
+		r1   uintptr
+		err1 syscall.Errno
+		c    *childData
+	)
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
+	r1, _, _ = syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0)
+	if r1 != z.parent {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&z.name[0])), 0)
+	for {
+		r1, _, err1 = syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(z.zconn), uintptr(unsafe.Pointer(&z.msg)), 0)
+		if err1 == syscall.EINTR {
+			continue
+		}
+		if err1 != 0 || r1 == 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		c = (*childData)(unsafe.Pointer(z.iov.Base))
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT,
+			0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
+		if err1 == 0 && r1 == 0 {
+			syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&z.initName[0])), 0)
+			initFromZygote(c)
+		}
+		z.reply.Pid = int64(r1)
+		z.reply.Pidfd = int32(c.pidfd)
+		z.reply.Errno = int32(err1)
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(z.zconn), uintptr(unsafe.Pointer(&z.reply)), unsafe.Sizeof(z.reply))
+	}
+}
+
+// clone asks the zygote for an init. ok is false when the request did not
+// go through (too large, or the zygote is gone): nothing was cloned then.
+func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bool) {
+	a := arena{buf: z.stage}
+	cc := c.copyTo(&a)
+	if a.full {
+		return 0, -1, 0, false
+	}
+	if err := unix.Send(z.conn, z.stage[:a.off], 0); err != nil {
+		// Too large for one message: not the zygote's fault.
+		z.dead = err != unix.EMSGSIZE && err != unix.ENOBUFS
+		return 0, -1, 0, false
+	}
+	// The zygote's end of the socket is in our table too: its death shows
+	// on its pidfd, not as an end of file.
+	fds := []unix.PollFd{{Fd: int32(z.conn), Events: unix.POLLIN}, {Fd: int32(z.pidfd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || fds[0].Revents&unix.POLLIN == 0 {
+			z.dead = true
+			return 0, -1, 0, false
+		}
+		break
+	}
+	var rep zygoteReply
+	n, err := unix.Read(z.conn, unsafe.Slice((*byte)(unsafe.Pointer(&rep)), unsafe.Sizeof(rep)))
+	if err != nil || n != int(unsafe.Sizeof(rep)) {
+		z.dead = true
+		return 0, -1, 0, false
+	}
+	if rep.Errno != 0 {
+		return 0, -1, syscall.Errno(rep.Errno), true
+	}
+	if cc.req != nil {
+		c.reqAddr = uintptr(unsafe.Pointer(cc.req))
+	}
+	return int(rep.Pid), int(rep.Pidfd), 0, true
+}
+
+// close ends the zygote and frees what it held.
+func (z *zygote) close() {
+	unix.PidfdSendSignal(z.pidfd, unix.SIGKILL, nil, 0)
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(z.pid, &ws, 0, nil); err != syscall.EINTR {
+			break
+		}
+	}
+	unix.Close(z.pidfd)
+	unix.Close(z.conn)
+	unix.Close(z.zconn)
+	unix.Munmap(z.stage)
+	unix.Munmap(z.stack)
+}
+
+// arena hands out memory from a buffer, zeroed, in order.
+type arena struct {
+	buf  []byte
+	off  int
+	full bool
+}
+
+func (a *arena) alloc(size, align uintptr) unsafe.Pointer {
+	off := (a.off + int(align) - 1) &^ (int(align) - 1)
+	if a.full || off+int(size) > len(a.buf) {
+		a.full = true
+		return nil
+	}
+	clear(a.buf[off : off+int(size)])
+	a.off = off + int(size)
+	return unsafe.Pointer(&a.buf[off])
+}
+
+// cstring copies a NUL-terminated string.
+func (a *arena) cstring(p *byte) *byte {
+	if p == nil {
+		return nil
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	q := a.alloc(uintptr(n+1), 1)
+	if q == nil {
+		return nil
+	}
+	copy(unsafe.Slice((*byte)(q), n+1), unsafe.Slice(p, n+1))
+	return (*byte)(q)
+}
+
+// cstrings copies a nil-terminated array of C strings.
+func (a *arena) cstrings(s []*byte) []*byte {
+	d := arenaCopy(a, s)
+	for i := range d {
+		d[i] = a.cstring(d[i])
+	}
+	return d
+}
+
+// arenaCopy copies s, elements as they are, into a.
+func arenaCopy[T any](a *arena, s []T) []T {
+	if s == nil {
+		return nil
+	}
+	var zero T
+	p := a.alloc(uintptr(len(s))*unsafe.Sizeof(zero), unsafe.Alignof(zero))
+	if p == nil {
+		return nil
+	}
+	d := unsafe.Slice((*T)(p), len(s))
+	copy(d, s)
+	return d
+}
+
+// copyTo copies c and everything it points to into a, and returns the
+// copy, whose pointers all point into a. (TestCopyToCoversEveryPointer
+// checks that no field is forgotten.)
+func (c *childData) copyTo(a *arena) *childData {
+	p := a.alloc(unsafe.Sizeof(*c), unsafe.Alignof(*c))
+	if p == nil {
+		return nil
+	}
+	cc := (*childData)(p)
+	*cc = *c
+	cc.ops = arenaCopy(a, c.ops)
+	for i := range cc.ops {
+		o := &cc.ops[i]
+		o.a, o.b, o.c, o.d = a.cstring(o.a), a.cstring(o.b), a.cstring(o.c), a.cstring(o.d)
+	}
+	cc.path = a.cstrings(c.path)
+	cc.argv = a.cstrings(c.argv)
+	cc.envv = a.cstrings(c.envv)
+	cc.rlimits = arenaCopy(a, c.rlimits)
+	cc.closeRange = arenaCopy(a, c.closeRange)
+	cc.groups = arenaCopy(a, c.groups)
+	cc.join = arenaCopy(a, c.join)
+	cc.cgProcs = arenaCopy(a, c.cgProcs)
+	cc.emptyPath = a.cstring(c.emptyPath)
+	cc.memPath = a.cstring(c.memPath)
+	cc.rootPath = a.cstring(c.rootPath)
+	cc.oomPath = a.cstring(c.oomPath)
+	if c.req != nil {
+		cc.req = (*request)(a.alloc(unsafe.Sizeof(*c.req), unsafe.Alignof(*c.req)))
+		cc.reqIov.Base = (*byte)(unsafe.Pointer(cc.req))
+		cc.reqMsg.Iov = &cc.reqIov
+		cc.reqMsg.Control = &cc.reqCmsg[0]
+	}
+	if c.msg.Iov != nil {
+		cc.iov.Base = &cc.iovByte[0]
+		cc.msg.Iov = &cc.iov
+		cc.msg.Control = &cc.cmsg[0]
+	}
+	if c.seccomp != nil {
+		f := (*unix.SockFprog)(a.alloc(unsafe.Sizeof(*c.seccomp), unsafe.Alignof(*c.seccomp)))
+		filter := arenaCopy(a, unsafe.Slice(c.seccomp.Filter, c.seccomp.Len))
+		if f != nil && len(filter) > 0 {
+			f.Len = c.seccomp.Len
+			f.Filter = &filter[0]
+		}
+		cc.seccomp = f
+	}
+	return cc
+}

@@ -1,0 +1,177 @@
+package forkexec
+
+import (
+	"context"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// runEcho starts sh -c script with the given environment and returns its
+// output and init's pid.
+func runEcho(t *testing.T, script string, env []string) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	p, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Env: env,
+		Stdio: [3]*os.File{stdio(t)[0], w, w}})
+	require.NoError(t, err)
+	pid := p.Pid
+	require.NoError(t, p.Release(context.Background()))
+	w.Close()
+	ex, err := p.Wait()
+	require.NoError(t, err)
+	require.True(t, ex.Reported)
+	out, _ := io.ReadAll(r)
+	return string(out), pid
+}
+
+// Inits come from the zygote, and are still this process's children: it
+// waits for them and gets their pidfds.
+func TestZygote(t *testing.T) {
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	out, _ := runEcho(t, "echo $PPID", nil)
+	zpid := ZygotePid()
+	require.NotZero(t, zpid, "a zygote was made")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(zpid) + "/comm")
+	require.NoError(t, err)
+	assert.Equal(t, "hutch-zygote\n", string(b))
+	// The command's parent is init, whose parent is this process.
+	initPid, err := strconv.Atoi(strings.TrimSpace(out))
+	require.NoError(t, err)
+	assert.NotEqual(t, zpid, initPid)
+
+	// A zygote that dies is replaced, and no run fails for it.
+	require.NoError(t, syscall.Kill(zpid, syscall.SIGKILL))
+	out, _ = runEcho(t, "echo ok", nil)
+	assert.Equal(t, "ok\n", out)
+	out, _ = runEcho(t, "echo ok", nil)
+	assert.Equal(t, "ok\n", out)
+	assert.NotEqual(t, zpid, ZygotePid())
+	assert.NotZero(t, ZygotePid())
+}
+
+// A request too large for one message, or for the zygote's staging area,
+// is cloned directly.
+func TestLargeRequest(t *testing.T) {
+	for _, total := range []int{300 << 10, stageSize + 100<<10} {
+		var env []string
+		for i := 0; len(env)*100<<10 < total; i++ {
+			env = append(env, "V"+strconv.Itoa(i)+"="+strings.Repeat("x", 100<<10))
+		}
+		out, _ := runEcho(t, "echo ${#V0} $V1 | wc -c", env)
+		assert.Equal(t, strconv.Itoa(len("102400 ")+100<<10+1)+"\n", out)
+	}
+}
+
+// copyTo must move every pointer of a childData into the arena: a pointer
+// left behind would point into memory the zygote does not have. The list
+// of pointer fields is spelled out, so that a new one fails here until
+// copyTo handles it.
+func TestCopyToCoversEveryPointer(t *testing.T) {
+	var fields []string
+	pointerFields(reflect.TypeFor[childData](), "", &fields)
+	assert.ElementsMatch(t, []string{
+		".ops", ".path", ".argv", ".envv", ".rlimits", ".closeRange", ".groups",
+		".emptyPath", ".memPath", ".join", ".cgProcs", ".req",
+		".reqMsg.Name", ".reqMsg.Iov", ".reqMsg.Control", ".reqIov.Base",
+		".rootPath", ".msg.Name", ".msg.Iov", ".msg.Control", ".iov.Base",
+		".oomPath", ".seccomp", ".pathp",
+	}, fields)
+
+	s := func(v string) *byte { p, _ := syscall.BytePtrFromString(v); return p }
+	filter := []unix.SockFilter{{Code: 6, K: 0x7fff0000}}
+	c := &childData{
+		ops:        []op{{a: s("a"), b: s("b"), c: s("c"), d: s("d")}, {a: s("only a")}},
+		path:       []*byte{s("/bin/sh"), nil},
+		argv:       []*byte{s("sh"), s("-c"), nil},
+		envv:       []*byte{s("A=1"), nil},
+		rlimits:    []rlimit{{resource: 7}},
+		closeRange: [][2]uintptr{{0, 2}},
+		groups:     []uint32{1, 2},
+		emptyPath:  s(""),
+		memPath:    s("/proc/self/mem"),
+		join:       []int{5},
+		cgProcs:    []int{6, 7},
+		req:        new(request),
+		rootPath:   s("/"),
+		oomPath:    s("/proc/self/oom_score_adj"),
+		seccomp:    &unix.SockFprog{Len: 1, Filter: &filter[0]},
+	}
+	c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))
+	c.reqMsg.Iov = &c.reqIov
+	c.reqMsg.Control = &c.reqCmsg[0]
+	c.iov.Base = &c.iovByte[0]
+	c.msg.Iov = &c.iov
+	c.msg.Control = &c.cmsg[0]
+
+	buf := make([]byte, 256<<10)
+	a := arena{buf: buf}
+	cc := c.copyTo(&a)
+	require.False(t, a.full)
+	lo, hi := uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf))
+	inArena := func(p uintptr) bool { return p >= lo && p < hi }
+	var check func(v reflect.Value, path string)
+	check = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.Pointer, reflect.UnsafePointer:
+			if !v.IsNil() {
+				assert.True(t, inArena(v.Pointer()), "%s points outside the arena", path)
+			}
+		case reflect.Slice:
+			if !v.IsNil() {
+				assert.True(t, inArena(v.Pointer()), "%s points outside the arena", path)
+				for i := range v.Len() {
+					check(v.Index(i), path+"["+strconv.Itoa(i)+"]")
+				}
+			}
+		case reflect.Struct:
+			for i := range v.NumField() {
+				check(v.Field(i), path+"."+v.Type().Field(i).Name)
+			}
+		}
+	}
+	check(reflect.ValueOf(cc).Elem(), "")
+	assert.Equal(t, "only a", unix.BytePtrToString(cc.ops[1].a))
+	assert.Equal(t, "-c", unix.BytePtrToString(cc.argv[1]))
+	assert.Nil(t, cc.argv[2])
+	assert.Equal(t, uint32(0x7fff0000), cc.seccomp.Filter.K)
+	assert.Equal(t, []uint32{1, 2}, cc.groups)
+
+	// Too small an arena says so.
+	small := arena{buf: make([]byte, 1024)}
+	c.copyTo(&small)
+	assert.True(t, small.full)
+}
+
+// pointerFields lists where t holds pointers, as field paths: the fields
+// copyTo must move into the arena.
+func pointerFields(t reflect.Type, prefix string, out *[]string) {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.UnsafePointer, reflect.String, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface:
+		*out = append(*out, prefix)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			pointerFields(f.Type, prefix+"."+f.Name, out)
+		}
+	case reflect.Array:
+		if t.Len() > 0 {
+			var inner []string
+			pointerFields(t.Elem(), prefix+"[]", &inner)
+			*out = append(*out, inner...)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package forkexec
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -37,6 +39,7 @@ type zygote struct {
 	pidfd int
 	conn  int    // our end of the request socket
 	stage []byte // the staging area
+	mem   []byte // the mapping that holds the zygote's stack and this
 	stack []byte // the zygote's stack
 	dead  bool   // it stopped answering: to be replaced
 
@@ -48,6 +51,10 @@ type zygote struct {
 	name     [16]byte // the zygote's command name
 	initName [16]byte // its inits'
 	parent   uintptr  // our pid: the zygote exits if its parent is gone
+	initFn   func(*childData)
+	// What the zygote frees of its copy of the process, see dropRanges.
+	drop  [64][2]uintptr
+	ndrop int
 }
 
 type zygoteReply struct {
@@ -111,7 +118,10 @@ func newZygote() (*zygote, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}
-	stack, err := unix.Mmap(-1, 0, zygoteStack, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK)
+	// The zygote's stack, and the zygote itself after it: all it keeps of
+	// the process's writable memory besides the staging area.
+	header := (int(unsafe.Sizeof(zygote{})) + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
+	mem, err := unix.Mmap(-1, 0, zygoteStack+header, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK)
 	if err != nil {
 		unix.Munmap(stage)
 		return nil, os.NewSyscallError("mmap", err)
@@ -119,29 +129,81 @@ func newZygote() (*zygote, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		unix.Munmap(stage)
-		unix.Munmap(stack)
+		unix.Munmap(mem)
 		return nil, os.NewSyscallError("socketpair", err)
 	}
 	// Large requests (long command lines) in one message; beyond what the
 	// kernel allows they are cloned directly.
 	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
-	z := &zygote{conn: pair[0], zconn: pair[1], stage: stage, stack: stack, parent: uintptr(os.Getpid())}
+	z := (*zygote)(unsafe.Pointer(&mem[zygoteStack]))
+	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, stack: mem[:zygoteStack],
+		parent: uintptr(os.Getpid()), initFn: initMain}
 	z.iov.Base = &stage[0]
 	z.iov.SetLen(len(stage))
 	z.msg.Iov = &z.iov
 	z.msg.SetIovlen(1)
 	copy(z.name[:], "hutch-zygote")
 	copy(z.initName[:], "hutch-init")
+	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
 	pid, pidfd, errno := spawnZygote(z)
 	if errno != 0 {
 		unix.Close(pair[0])
 		unix.Close(pair[1])
 		unix.Munmap(stage)
-		unix.Munmap(stack)
+		unix.Munmap(mem)
 		return nil, os.NewSyscallError("clone", errno)
 	}
 	z.pid, z.pidfd = pid, pidfd
 	return z, nil
+}
+
+// dropRanges returns this process's private anonymous writable memory
+// (the Go heap, goroutine stacks, the runtime's own structures), less keep:
+// the zygote frees its copy of it, so that the inits it clones do not copy
+// its page tables and tear them down again.
+func dropRanges(keep ...[]byte) [][2]uintptr {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil
+	}
+	var out [][2]uintptr
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// start-end perms offset dev inode, and no name.
+		if len(f) != 5 || f[1] != "rw-p" || f[4] != "0" {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		pieces := [][2]uintptr{{uintptr(start), uintptr(end)}}
+		for _, k := range keep {
+			ks := uintptr(unsafe.Pointer(&k[0]))
+			ke := ks + uintptr(len(k))
+			var next [][2]uintptr
+			for _, p := range pieces {
+				if ke <= p[0] || ks >= p[1] {
+					next = append(next, p)
+					continue
+				}
+				if p[0] < ks {
+					next = append(next, [2]uintptr{p[0], ks})
+				}
+				if ke < p[1] {
+					next = append(next, [2]uintptr{ke, p[1]})
+				}
+			}
+			pieces = next
+		}
+		out = append(out, pieces...)
+	}
+	return out
 }
 
 // spawnZygote clones the zygote, which runs zygoteEntry on its own stack.
@@ -169,19 +231,16 @@ func spawnZygote(z *zygote) (pid int, pidfd int, errno syscall.Errno) {
 // (zygoteEntryPC, in assembly, refers to it.)
 //
 //lint:ignore U1000 called from assembly
-//
 //go:nosplit
 //go:norace
 //go:nocheckptr
 func zygoteEntry(z *zygote) {
 	runtime_AfterForkInChild()
+	for i := 0; i < z.ndrop; i++ {
+		syscall.RawSyscall(syscall.SYS_MADVISE, z.drop[i][0], z.drop[i][1]-z.drop[i][0], unix.MADV_DONTNEED)
+	}
 	zygoteMain(z)
 }
-
-// initFromZygote is initMain, called through a variable: the zygote runs
-// on a stack of its own, of zygoteStack bytes, not within the limit the
-// linker checks nosplit call chains against.
-var initFromZygote = initMain
 
 // zygoteMain serves requests: each is a childData in the staging area, for
 // which it clones an init and replies with its pid and pidfd. It exits when
@@ -215,7 +274,10 @@ func zygoteMain(z *zygote) {
 			0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
 		if err1 == 0 && r1 == 0 {
 			syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&z.initName[0])), 0)
-			initFromZygote(c)
+			// Through a func value: the zygote runs on a stack of its
+			// own, of zygoteStack bytes, not within the limit the linker
+			// checks nosplit call chains against.
+			z.initFn(c)
 		}
 		z.reply.Pid = int64(r1)
 		z.reply.Pidfd = int32(c.pidfd)
@@ -279,7 +341,7 @@ func (z *zygote) close() {
 	unix.Close(z.conn)
 	unix.Close(z.zconn)
 	unix.Munmap(z.stage)
-	unix.Munmap(z.stack)
+	unix.Munmap(z.mem) // z with it
 }
 
 // arena hands out memory from a buffer, zeroed, in order.

@@ -375,6 +375,9 @@ func (r *run) start(plan *plan) (err error) {
 // launch clones the child for plan and lets it set up and execute the
 // command.
 func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
+	// Without a user namespace there is nothing to do between the clone
+	// and the setup: init goes on at once.
+	cfg.Immediate = !plan.userNS
 	proc, err := forkexec.Start(cfg)
 	runtime.KeepAlive(plan)
 	if err != nil {
@@ -384,8 +387,9 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 		return r.setupError(err)
 	}
 	r.proc = proc
-	// The child waits for the go-ahead; the command moves itself into its
-	// cgroup before anything else, so no instruction of it runs uncounted.
+	// In a user namespace the child waits for the go-ahead, for its ID
+	// maps. The command moves itself into its cgroup before anything
+	// else, so no instruction of it runs uncounted.
 	if err := r.place(plan); err != nil {
 		proc.Close()
 		return err

@@ -92,14 +92,15 @@ func initMain(c *childData) {
 
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
 	// and written our ID maps. EOF means the parent gave up on us.
-	for {
+	for !c.immediate {
 		r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
-		if err1 != syscall.EINTR {
-			break
+		if err1 == syscall.EINTR {
+			continue
 		}
-	}
-	if err1 != 0 || r1 != 1 {
-		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+		if err1 != 0 || r1 != 1 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+		}
+		break
 	}
 	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
 	// The OOM killer's first choice is the command, which inherits this

@@ -162,6 +162,11 @@ type Config struct {
 	// SocketConn instead of running a command: its root directory, opened
 	// O_PATH once it joined the namespaces (a mount namespace's root).
 	SendRoot bool
+	// Immediate makes the child go on with its setup at once, without
+	// waiting for Release's go-ahead: for a caller with nothing to do in
+	// between (no ID maps to write, no cgroup to place init in). Release
+	// still waits for the command's execve.
+	Immediate bool
 	// OOMScoreAdj makes the command the OOM killer's first choice
 	// (oom_score_adj 1000), rather than init: init is a copy of the
 	// caller's address space, so its resident size looks large.
@@ -215,6 +220,7 @@ type childData struct {
 	rlimits    []rlimit
 	closeRange [][2]uintptr
 	goR        int
+	immediate  bool
 	errW       int
 	statusW    int
 	stdio      [3]int
@@ -398,6 +404,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		emptyPath:  new(byte),
 		memPath:    memPath,
 		pause:      cfg.Pause,
+		immediate:  cfg.Immediate,
 	}
 	for _, f := range cfg.Join {
 		c.join = append(c.join, int(f.Fd()))
@@ -562,7 +569,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		return nil, err
 	}
 
-	pid, pidfd, errno := forkOnForkerThread(c)
+	pid, pidfd, errno := startInit(c)
 	if errno != 0 {
 		goW.Close()
 		errR.Close()
@@ -651,7 +658,10 @@ func (p *Process) WriteIDMaps(uidMap, gidMap string, denySetgroups bool) error {
 // as a *StepError, after the child has been killed and reaped. When ctx
 // ends first the child is killed and ctx's error returned.
 func (p *Process) Release(ctx context.Context) error {
-	_, err := p.goW.Write([]byte{1})
+	var err error
+	if !p.c.immediate {
+		_, err = p.goW.Write([]byte{1})
+	}
 	p.goW.Close()
 	if err != nil {
 		p.Close()
@@ -971,7 +981,8 @@ func onForkerThread(f func()) {
 	<-done
 }
 
+// forkOnForkerThread clones init directly, from the forker thread.
 func forkOnForkerThread(c *childData) (pid, pidfd int, errno syscall.Errno) {
-	onForkerThread(func() { pid, pidfd, errno = cloneInit(c) })
+	onForkerThread(func() { pid, pidfd, errno = forkChild(c) })
 	return pid, pidfd, errno
 }

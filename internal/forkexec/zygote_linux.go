@@ -4,6 +4,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -70,27 +71,34 @@ const stageSize = 1 << 20
 // zygoteStack is the size of the zygote's stack, and of its inits'.
 const zygoteStack = 256 << 10
 
-// zyg is the zygote, used by the forker goroutine only. zygoteOff is set
-// when one cannot be made: clones are then direct.
+// zyg is the zygote, under zygMu. zygoteOff is set when one cannot be
+// made: clones are then direct.
 var (
+	zygMu     sync.Mutex
 	zyg       *zygote
 	zygoteOff bool
 )
 
-// cloneInit clones an init for c, through the zygote when there is one.
-// It runs on the forker thread.
-func cloneInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
+// startInit clones an init for c, through the zygote when there is one.
+// The zygote is made on the forker thread, to which its parent-death
+// signal, and its inits', is then tied; a request to it can come from any
+// thread.
+func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
+	zygMu.Lock()
 	if zyg == nil && !zygoteOff && haveZygote {
-		z, err := newZygote()
-		if err != nil {
-			zygoteOff = true
-		} else {
-			zyg = z
-		}
+		onForkerThread(func() {
+			z, err := newZygote()
+			if err != nil {
+				zygoteOff = true
+			} else {
+				zyg = z
+			}
+		})
 	}
 	if zyg != nil {
 		pid, pidfd, errno, ok := zyg.clone(c)
 		if ok {
+			zygMu.Unlock()
 			return pid, pidfd, errno
 		}
 		if zyg.dead {
@@ -98,19 +106,19 @@ func cloneInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 			zyg = nil
 		}
 	}
-	return forkChild(c)
+	zygMu.Unlock()
+	return forkOnForkerThread(c)
 }
 
 // ZygotePid returns the zygote's pid, or 0 when there is none (yet). It is
 // a long-lived child of this process, there by design.
 func ZygotePid() int {
-	pid := 0
-	onForkerThread(func() {
-		if zyg != nil {
-			pid = zyg.pid
-		}
-	})
-	return pid
+	zygMu.Lock()
+	defer zygMu.Unlock()
+	if zyg == nil {
+		return 0
+	}
+	return zyg.pid
 }
 
 func newZygote() (*zygote, error) {

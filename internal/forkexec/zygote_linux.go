@@ -77,15 +77,19 @@ var (
 	zygMu     sync.Mutex
 	zyg       *zygote
 	zygoteOff bool
+	started   int // inits started so far
 )
 
 // startInit clones an init for c, through the zygote when there is one.
-// The zygote is made on the forker thread, to which its parent-death
-// signal, and its inits', is then tied; a request to it can come from any
-// thread.
+// The zygote is made at the second start: a process that starts one
+// sandbox (a command-line tool) clones it directly, which costs it less
+// than a zygote would. It is made on the forker thread, to which its
+// parent-death signal, and its inits', is then tied; a request to it can
+// come from any thread.
 func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 	zygMu.Lock()
-	if zyg == nil && !zygoteOff && haveZygote {
+	started++
+	if zyg == nil && !zygoteOff && haveZygote && started > 1 {
 		onForkerThread(func() {
 			z, err := newZygote()
 			if err != nil {

@@ -3,6 +3,7 @@ package sandbox_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,6 +127,11 @@ func TestPoolErrors(t *testing.T) {
 	var se *sandbox.SetupError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "execve", se.Stage)
+	_, err = pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"true"}, Dir: "/no/such/dir"})
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "chdir", se.Stage, "as a cold run's")
+	assert.Equal(t, "/no/such/dir", se.Path)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 	res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"true"}})
 	require.NoError(t, err, "the pool goes on after a failed run")
 	assert.Equal(t, sandbox.OK, res.Status)
@@ -174,6 +180,15 @@ func TestPoolPerRunBinds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, sandbox.OK, res.Status, "stderr: %s", res.Stderr)
 	assert.FileExists(t, filepath.Join(dir, "g"))
+
+	// As many binds as a request takes: each is a descriptor in one message.
+	var binds []sandbox.Bind
+	for i := range 16 {
+		binds = append(binds, sandbox.Bind{Source: dir, Target: fmt.Sprintf("/b%d", i)})
+	}
+	res, err = pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"cat", "/b0/g", "/b15/g"}, Binds: binds})
+	require.NoError(t, err)
+	assert.Equal(t, "out\nout\n", string(res.Stdout), "stderr: %s", res.Stderr)
 }
 
 func testenvRequireRoot(t *testing.T) {

@@ -239,8 +239,15 @@ func initMain(c *childData) {
 		}
 		if c.req.DirOff >= 0 {
 			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(&c.req.Data[c.req.DirOff])), 0, 0)
+			if err1 == 0 {
+				// As the CheckCwd step: inside the root, or refused.
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
+				if err1 == 0 && c.cwdBuf[0] != '/' {
+					err1 = syscall.ENOENT
+				}
+			}
 			if err1 != 0 {
-				idx = stageRequest
+				idx = stageChdir
 				goto fail
 			}
 		}

@@ -57,6 +57,7 @@ const (
 	stageJoinCgroup      = -19
 	stageRequest         = -20
 	stageRequestBind     = -21
+	stageChdir           = -22
 	// stageReady is no failure: a deferred child is set up.
 	stageReady = -100
 )
@@ -83,6 +84,7 @@ var fixedStages = map[int32]string{
 	stageJoinCgroup:      "join cgroup",
 	stageRequest:         "receive command",
 	stageRequestBind:     "bind mount",
+	stageChdir:           "chdir",
 }
 
 // Rlimit is a resource limit set on the command before execve.
@@ -247,7 +249,7 @@ type childData struct {
 	req              *request
 	reqMsg           unix.Msghdr
 	reqIov           unix.Iovec
-	reqCmsg          [64]byte
+	reqCmsg          [unix.SizeofCmsghdr + 4*(3+maxCgroupProcs+maxRequestBinds)]byte
 	zero             [1]byte
 	pause            bool
 	socket           bool
@@ -356,6 +358,7 @@ type Process struct {
 	Pid int
 
 	steps   []Step
+	dir     string // a deferred child's command's working directory
 	pidfd   int
 	c       *childData
 	reqConn *os.File
@@ -736,6 +739,7 @@ func (p *Process) Run(ctx context.Context, cmd *Command) error {
 		p.reqConn.Close()
 		p.reqConn = nil
 	}()
+	p.dir = cmd.Dir
 	msg, err := p.c.request(cmd)
 	if err != nil {
 		p.Close()
@@ -841,7 +845,11 @@ func (p *Process) stepError(idx int32, errno syscall.Errno) error {
 		return &StepError{Stage: s.Stage, Path: s.Path, Err: errno}
 	}
 	if name, ok := fixedStages[idx]; ok {
-		return &StepError{Stage: name, Err: errno}
+		e := &StepError{Stage: name, Err: errno}
+		if idx == stageChdir {
+			e.Path = p.dir
+		}
+		return e
 	}
 	return &StepError{Stage: "stage " + strconv.Itoa(int(idx)), Err: errno}
 }

@@ -76,7 +76,7 @@ func initMain(c *childData) {
 	// /proc/1/cmdline would show the caller's command line, arguments
 	// and all, to the sandbox: blank init's copy of it (and of the
 	// environment), through /proc/self/mem while the host's /proc is here.
-	if c.argEnd > c.argStart {
+	if c.argEnd > c.argStart && !c.fromZygote {
 		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(c.memPath)), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0)
 		if err1 == 0 {
 			for cmdPid = c.argStart; cmdPid < c.argEnd; cmdPid += uintptr(len(c.zeros)) {
@@ -414,8 +414,9 @@ func commandMain(c *childData, bornIn bool) {
 	}
 	syscall.RawSyscall(syscall.SYS_UMASK, 0o022, 0, 0)
 	// A normal process starts with default signal dispositions and an
-	// empty mask, whatever the Go program had.
-	for i = 1; i <= 64; i++ {
+	// empty mask, whatever the Go program had. (The zygote reset every
+	// disposition when it started.)
+	for i = 1; i <= 64 && !c.fromZygote; i++ {
 		if i == int(syscall.SIGKILL) || i == int(syscall.SIGSTOP) {
 			continue
 		}

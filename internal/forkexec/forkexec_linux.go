@@ -271,6 +271,10 @@ type childData struct {
 	// reqAddr is where req is in the child, when that is not where it is
 	// here (a clone from the zygote).
 	reqAddr uintptr
+	// fromZygote: the child is a clone of the zygote, whose signal
+	// dispositions are all default and whose copy of the caller's command
+	// line is blank already.
+	fromZygote bool
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32

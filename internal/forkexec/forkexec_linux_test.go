@@ -55,7 +55,7 @@ func TestStartErrors(t *testing.T) {
 }
 
 // stdio returns /dev/null three times.
-func stdio(t *testing.T) [3]*os.File {
+func stdio(t testing.TB) [3]*os.File {
 	f, err := os.Open(os.DevNull)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })

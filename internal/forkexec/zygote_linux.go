@@ -53,6 +53,9 @@ type zygote struct {
 	initName [16]byte // its inits'
 	parent   uintptr  // our pid: the zygote exits if its parent is gone
 	initFn   func(*childData)
+	sigdfl   [4]uintptr // a kernel sigaction of SIG_DFL
+	memPath  [16]byte   // /proc/self/mem
+	blank    [2][2]uintptr
 	// What the zygote frees of its copy of the process, see dropRanges.
 	drop  [64][2]uintptr
 	ndrop int
@@ -157,6 +160,9 @@ func newZygote() (*zygote, error) {
 	copy(z.name[:], "hutch-zygote")
 	copy(z.initName[:], "hutch-init")
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
+	copy(z.memPath[:], "/proc/self/mem")
+	ae := argEnv()
+	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}
 	pid, pidfd, errno := spawnZygote(z)
 	if errno != 0 {
 		unix.Close(pair[0])
@@ -172,7 +178,9 @@ func newZygote() (*zygote, error) {
 // dropRanges returns this process's private anonymous writable memory
 // (the Go heap, goroutine stacks, the runtime's own structures), less keep:
 // the zygote frees its copy of it, so that the inits it clones do not copy
-// its page tables and tear them down again.
+// its page tables and tear them down again. It is emptied, not unmapped:
+// the kernel may still write to some of it (glibc's rseq area in a
+// thread's TLS, in a cgo binary), and gets fresh zero pages.
 func dropRanges(keep ...[]byte) [][2]uintptr {
 	b, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
@@ -251,6 +259,23 @@ func zygoteEntry(z *zygote) {
 	for i := 0; i < z.ndrop; i++ {
 		syscall.RawSyscall(syscall.SYS_MADVISE, z.drop[i][0], z.drop[i][1]-z.drop[i][0], unix.MADV_DONTNEED)
 	}
+	// What every init would otherwise do for itself: default signal
+	// dispositions (the runtime left those it ignored ignored), and the
+	// caller's argv and environment blanked (/proc/1/cmdline shows them;
+	// the staging area is all zeros yet).
+	for i := uintptr(1); i <= 64; i++ {
+		if i != uintptr(syscall.SIGKILL) && i != uintptr(syscall.SIGSTOP) {
+			syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, i, uintptr(unsafe.Pointer(&z.sigdfl)), 0, 8, 0, 0)
+		}
+	}
+	if fd, _, err := syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&z.memPath[0])), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0); err == 0 {
+		for i := 0; i < 2; i++ {
+			if z.blank[i][1] > z.blank[i][0] && z.blank[i][1]-z.blank[i][0] <= uintptr(len(z.stage)) {
+				syscall.RawSyscall6(syscall.SYS_PWRITE64, fd, uintptr(unsafe.Pointer(&z.stage[0])), z.blank[i][1]-z.blank[i][0], z.blank[i][0], 0, 0)
+			}
+		}
+		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+	}
 	zygoteMain(z)
 }
 
@@ -306,6 +331,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bo
 	if a.full {
 		return 0, -1, 0, false
 	}
+	cc.fromZygote = true
 	if err := unix.Send(z.conn, z.stage[:a.off], 0); err != nil {
 		// Too large for one message: not the zygote's fault.
 		z.dead = err != unix.EMSGSIZE && err != unix.ENOBUFS

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/signal"
 	"reflect"
 	"strconv"
 	"strings"
@@ -175,4 +176,23 @@ func pointerFields(t reflect.Type, prefix string, out *[]string) {
 			*out = append(*out, inner...)
 		}
 	}
+}
+
+// The command starts with default signal dispositions and no copy of the
+// caller's command line, whether init came from the zygote or not, and
+// whatever the Go program ignores.
+func TestCleanStart(t *testing.T) {
+	signal.Ignore(syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGUSR2)
+	zygMu.Lock()
+	if zyg != nil { // a new one, born with SIGUSR2 ignored
+		zyg.close()
+		zyg = nil
+	}
+	zygMu.Unlock()
+	for range 3 {
+		out, _ := runEcho(t, "grep SigIgn /proc/self/status; tr -d '\\0' < /proc/$PPID/cmdline | wc -c", nil)
+		assert.Equal(t, "SigIgn:\t0000000000000000\n0\n", out)
+	}
+	assert.NotZero(t, ZygotePid())
 }

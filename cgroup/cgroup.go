@@ -135,6 +135,12 @@ type Config struct {
 	Name string
 	// Resources are the limits New applies.
 	Resources Resources
+	// NoFreezer leaves the group out of a cgroup v1 freezer hierarchy of
+	// its own, for a group whose processes are killed some other way (all
+	// of a PID namespace die with its init): one directory fewer to make,
+	// join and remove. Kill then signals the processes it finds without
+	// freezing them first. No effect on v2.
+	NoFreezer bool
 }
 
 // groupPath checks cfg's parent and name and returns the group's path

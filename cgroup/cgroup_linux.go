@@ -250,7 +250,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, &Error{Op: "create", Path: "/" + strings.Trim(cfg.Parent, "/") + "/" + cfg.Name, Err: err}
 	}
 	s := detected()
-	m := s.manager(group, cfg.Resources.CPUs != nil)
+	m := s.manager(group, cfg.Resources.CPUs != nil, !cfg.NoFreezer)
 	if err := cfg.Resources.validate(); err != nil {
 		return nil, &Error{Op: "create", Path: m.path, Err: err}
 	}
@@ -324,12 +324,12 @@ func Open(cfg Config) (*Manager, error) {
 		return nil, &Error{Op: "open", Path: "/" + strings.Trim(cfg.Parent, "/") + "/" + cfg.Name, Err: err}
 	}
 	s := detected()
-	m := s.manager(group, true)
+	m := s.manager(group, true, true)
 	if s.mode == Unavailable {
 		return nil, &Error{Op: "open", Path: m.path, Err: unsupported("no cgroup file system is mounted")}
 	}
 	// Keep the hierarchies the group is in (on v1, cpu only if it was
-	// given a CPU limit).
+	// given a CPU limit, freezer unless it was made without).
 	var err1 error
 	dirs := m.dirs[:0]
 	for _, d := range m.dirs {
@@ -346,10 +346,13 @@ func Open(cfg Config) (*Manager, error) {
 	if !slices.Contains(dirs, m.cpu) {
 		m.cpu = ""
 	}
+	if !slices.Contains(dirs, m.freezer) {
+		m.freezer = ""
+	}
 	return m, nil
 }
 
-func (s *system) manager(group string, withCPU bool) *Manager {
+func (s *system) manager(group string, withCPU, withFreezer bool) *Manager {
 	m := &Manager{sys: s, path: "/" + group}
 	dir := func(root string) string {
 		if root == "" {
@@ -357,15 +360,22 @@ func (s *system) manager(group string, withCPU bool) *Manager {
 		}
 		return root + "/" + group
 	}
+	// On v1, a hierarchy only for a controller the group does without is
+	// left out (one that holds another controller too is needed anyway).
+	freezerRoot := s.freezer
+	if s.mode == V1 && !withFreezer && !slices.Contains([]string{s.memory, s.pids, s.cpu, s.cpuacct}, freezerRoot) {
+		freezerRoot = ""
+	}
 	cpuRoot := s.cpu
-	if s.mode == V1 && !withCPU && !slices.Contains([]string{s.memory, s.pids, s.cpuacct, s.freezer}, cpuRoot) {
+	if s.mode == V1 && !withCPU && !slices.Contains([]string{s.memory, s.pids, s.cpuacct, freezerRoot}, cpuRoot) {
 		cpuRoot = ""
 	}
-	m.memory, m.pids, m.cpu, m.cpuacct, m.freezer = dir(s.memory), dir(s.pids), dir(cpuRoot), dir(s.cpuacct), dir(s.freezer)
+	m.memory, m.pids, m.cpu, m.cpuacct, m.freezer = dir(s.memory), dir(s.pids), dir(cpuRoot), dir(s.cpuacct), dir(freezerRoot)
 	for _, r := range s.roots {
-		if r != s.cpu || r == cpuRoot {
-			m.dirs = append(m.dirs, dir(r))
+		if (r == s.cpu && r != cpuRoot) || (r == s.freezer && r != freezerRoot) {
+			continue
 		}
+		m.dirs = append(m.dirs, dir(r))
 	}
 	switch {
 	case s.mode == V2:

@@ -288,6 +288,41 @@ func TestNewDelete(t *testing.T) {
 	require.NoError(t, m.Delete())
 }
 
+// A group made without a freezer has no freezer directory on v1 (when the
+// freezer has a hierarchy of its own); it can still be killed, and opened.
+func TestNoFreezer(t *testing.T) {
+	requireCgroups(t)
+	parent := testParent(t)
+	m, err := New(Config{Parent: parent, Name: "nf", NoFreezer: true})
+	require.NoError(t, err)
+	defer m.Delete()
+	with, err := New(Config{Parent: parent, Name: "f"})
+	require.NoError(t, err)
+	defer with.Delete()
+	s := detected()
+	if s.mode == V1 && s.freezer != "" && !slices.Contains([]string{s.memory, s.pids, s.cpu, s.cpuacct}, s.freezer) {
+		assert.NoDirExists(t, s.freezer+"/"+parent+"/nf")
+		assert.DirExists(t, s.freezer+"/"+parent+"/f")
+		assert.Empty(t, m.freezer)
+		assert.Len(t, m.dirs, len(with.dirs)-1)
+	} else {
+		assert.Len(t, m.dirs, len(with.dirs))
+	}
+	for _, d := range m.dirs {
+		assert.DirExists(t, d)
+	}
+	o, err := Open(Config{Parent: parent, Name: "nf"})
+	require.NoError(t, err)
+	assert.Equal(t, m.dirs, o.dirs)
+	assert.Equal(t, m.freezer, o.freezer)
+
+	g := startGated(t, m, shell(t, "read x; exec sleep 100", "sleep"))
+	g.release(t)
+	require.NoError(t, m.Kill())
+	assert.ErrorContains(t, g.wait(t), "signal: killed")
+	require.NoError(t, m.Delete())
+}
+
 func TestNewDefaultParent(t *testing.T) {
 	requireCgroups(t)
 	m, err := New(Config{Name: fmt.Sprintf("test-%d", os.Getpid())})

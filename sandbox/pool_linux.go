@@ -149,7 +149,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	}
 	ps := &pooledSandbox{proc: proc, plan: pl}
 	if cgroupErr() == nil {
-		group := &cgroup.Config{Name: runName()}
+		group := &cgroup.Config{Name: runName(), NoFreezer: true}
 		if ps.lock, err = takeRunLock(group); err != nil {
 			ps.discard()
 			return nil, &SetupError{Stage: "lock state", Err: err}

@@ -132,7 +132,8 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	collectGarbageOnce()
 	r := &run{ctx: ctx, cmd: c, limits: limits, enf: enf}
 	if enf.cgroup {
-		r.cgroup = &cgroup.Config{Name: runName(), Resources: enf.resources}
+		// All of the run dies with its init: no freezer needed to kill it.
+		r.cgroup = &cgroup.Config{Name: runName(), Resources: enf.resources, NoFreezer: true}
 	}
 	if err := r.start(plan); err != nil {
 		return nil, err

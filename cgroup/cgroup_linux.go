@@ -954,6 +954,25 @@ func (m *Manager) Children() ([]string, error) {
 	return names, nil
 }
 
+// Files returns the files a process opens to join the group that New(cfg)
+// makes, before it exists: its cgroup.procs file in each hierarchy (see
+// ProcsFiles) and, on v2, its directory (see OpenDir; "" on v1).
+func Files(cfg Config) (procs []string, dir string, err error) {
+	group, _, err := cfg.groupPath()
+	if err != nil {
+		return nil, "", &Error{Op: "create", Path: "/" + strings.Trim(cfg.Parent, "/") + "/" + cfg.Name, Err: err}
+	}
+	s := detected()
+	if s.mode == Unavailable {
+		return nil, "", &Error{Op: "create", Path: "/" + group, Err: unsupported("no cgroup file system is mounted")}
+	}
+	m := s.manager(group, cfg.Resources.CPUs != nil, !cfg.NoFreezer)
+	if s.mode == V2 {
+		dir = m.dirs[0]
+	}
+	return m.ProcsFiles(), dir, nil
+}
+
 // ProcsFiles returns the group's cgroup.procs files, one per hierarchy. A
 // process that writes "0" to each of them, through descriptors opened
 // beforehand, moves itself into the group: how a sandboxed command joins

@@ -323,6 +323,27 @@ func TestNoFreezer(t *testing.T) {
 	require.NoError(t, m.Delete())
 }
 
+// Files names, before New, what New then makes.
+func TestFiles(t *testing.T) {
+	requireCgroups(t)
+	parent := testParent(t)
+	for _, cfg := range []Config{{Parent: parent, Name: "a"}, {Parent: parent, Name: "b", NoFreezer: true}} {
+		procs, dir, err := Files(cfg)
+		require.NoError(t, err)
+		m, err := New(cfg)
+		require.NoError(t, err)
+		assert.Equal(t, m.ProcsFiles(), procs)
+		if m.Mode() == V2 {
+			assert.Equal(t, m.dirs[0], dir)
+		} else {
+			assert.Empty(t, dir)
+		}
+		require.NoError(t, m.Delete())
+	}
+	_, _, err := Files(Config{Parent: parent, Name: "bad/name"})
+	assert.Error(t, err)
+}
+
 func TestNewDefaultParent(t *testing.T) {
 	requireCgroups(t)
 	m, err := New(Config{Name: fmt.Sprintf("test-%d", os.Getpid())})

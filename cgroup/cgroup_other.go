@@ -28,6 +28,11 @@ func New(cfg Config) (*Manager, error) {
 	return nil, &Error{Op: "create", Path: "/" + cfg.Parent + "/" + cfg.Name, Err: errNotLinux}
 }
 
+// Files fails: cgroups exist only on Linux.
+func Files(cfg Config) (procs []string, dir string, err error) {
+	return nil, "", &Error{Op: "create", Path: "/" + cfg.Parent + "/" + cfg.Name, Err: errNotLinux}
+}
+
 // Open fails: cgroups exist only on Linux.
 func Open(cfg Config) (*Manager, error) {
 	return nil, &Error{Op: "open", Path: "/" + cfg.Parent + "/" + cfg.Name, Err: errNotLinux}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hutchbox/hutch/cgroup"
 	"github.com/hutchbox/hutch/internal/forkexec"
 	"github.com/hutchbox/hutch/internal/seccomp"
 	"github.com/hutchbox/hutch/internal/state"
@@ -48,6 +49,10 @@ type plan struct {
 	// cached or new, may be cached once the run is over.
 	netns      *os.File
 	recycleNet bool
+	// cgroupInChild: the child opens the command's cgroup files itself,
+	// once the caller has made the group and given the go-ahead (see
+	// Cmd.plan's cg).
+	cgroupInChild bool
 }
 
 // planMode says what the child does once its sandbox is set up.
@@ -63,7 +68,11 @@ const (
 )
 
 // plan prepares everything the child will do.
-func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
+// plan prepares the child's configuration for c on spec. cg, when set
+// (a root caller's run), is the cgroup the caller makes for the command
+// while the child sets the sandbox up: the child waits for it before it
+// leaves the host's root, and opens its files then.
+func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, error) {
 	pause := mode == stayIdle
 	limits := c.Limits.withDefaults()
 	// Without root, a user namespace provides the privilege to set the
@@ -176,6 +185,24 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 	for i, b := range all {
 		s = append(s, forkexec.CloneTree("clone bind source", b.Source, i))
 	}
+	var cgProcs, cgDir []int
+	if cg != nil && !userNS {
+		procs, dir, err := cgroup.Files(*cg)
+		if err != nil {
+			return nil, &SetupError{Stage: "create cgroup", Err: err}
+		}
+		s = append(s, forkexec.WaitParent("wait for the cgroup"))
+		slot := len(all) // after the binds'
+		for _, p := range procs {
+			s = append(s, forkexec.OpenSlot("open cgroup", p, unix.O_WRONLY, slot))
+			cgProcs = append(cgProcs, slot)
+			slot++
+		}
+		if dir != "" {
+			s = append(s, forkexec.OpenSlot("open cgroup", dir, unix.O_RDONLY|unix.O_DIRECTORY, slot))
+			cgDir = append(cgDir, slot)
+		}
+	}
 	s = append(s,
 		forkexec.Mkdir("create old root dir", oldRootName, 0o700),
 		forkexec.PivotRoot("pivot_root", ".", oldRootName),
@@ -241,6 +268,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 	cfg.Cloneflags = flags
 	cfg.CgroupNS = true
 	cfg.Steps = s
+	cfg.CgroupProcsSlots, cfg.CgroupDirSlots = cgProcs, cgDir
 	if netns != nil {
 		cfg.Join = []*os.File{netns}
 	}
@@ -248,7 +276,8 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode) (*plan, error) {
 		cfg.Deferred = true
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
-	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
+	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet,
+		cgroupInChild: len(cgProcs) > 0}, nil
 }
 
 // commandConfig is the part of the child's configuration about the

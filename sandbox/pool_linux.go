@@ -70,7 +70,7 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 		return nil, err
 	}
 	// Check the shared settings once, up front, as a run would.
-	pl, err := t.plan(spec, awaitCommand)
+	pl, err := t.plan(spec, awaitCommand, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (p *Pool) prepareLoop() {
 
 // prepare sets up one sandbox, to the point where it waits for a command.
 func (p *Pool) prepare() (*pooledSandbox, error) {
-	pl, err := p.tmpl.plan(p.spec, awaitCommand)
+	pl, err := p.tmpl.plan(p.spec, awaitCommand, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -121,20 +121,23 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := c.plan(spec, runCommand)
-	if err != nil {
-		return nil, err
-	}
-	plan.config.Rlimits = enf.rlimits
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	collectGarbageOnce()
 	r := &run{ctx: ctx, cmd: c, limits: limits, enf: enf}
 	if enf.cgroup {
 		// All of the run dies with its init: no freezer needed to kill it.
 		r.cgroup = &cgroup.Config{Name: runName(), Resources: enf.resources, NoFreezer: true}
 	}
+	plan, err := c.plan(spec, runCommand, r.cgroup)
+	if err != nil {
+		return nil, err
+	}
+	plan.config.Rlimits = enf.rlimits
+	if err := ctx.Err(); err != nil {
+		if plan.netns != nil {
+			plan.netns.Close()
+		}
+		return nil, err
+	}
+	collectGarbageOnce()
 	if err := r.start(plan); err != nil {
 		return nil, err
 	}
@@ -289,40 +292,22 @@ func (r *run) start(plan *plan) (err error) {
 	childEnds = append(childEnds, errW)
 	r.parentEnds = append(r.parentEnds, errR)
 
-	if r.cgroup != nil {
-		if !r.sharedLock {
-			if r.lock, err = takeRunLock(r.cgroup); err != nil {
-				return &SetupError{Stage: "lock state", Err: err}
-			}
-			r.cleanup = append(r.cleanup, r.lock.release)
-		}
-		cg, err := cgroup.New(*r.cgroup)
-		if err != nil {
-			return &SetupError{Stage: "create cgroup", Err: err}
-		}
-		r.cg = cg
-		r.cleanup = append(r.cleanup, r.removeCgroup)
-	}
-
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
-	if r.cg != nil && r.pooled == nil {
-		for _, name := range r.cg.ProcsFiles() {
-			f, err := os.OpenFile(name, os.O_WRONLY, 0)
-			if err != nil {
-				return &SetupError{Stage: "open cgroup", Path: name, Err: err}
-			}
-			childEnds = append(childEnds, f)
-			cfg.CgroupProcs = append(cfg.CgroupProcs, f)
+	if !plan.cgroupInChild {
+		if err := r.makeCgroup(); err != nil {
+			return err
 		}
-		if r.cg.Mode() == cgroup.V2 {
-			// Born there: clone3's CLONE_INTO_CGROUP.
-			f, err := r.cg.OpenDir()
+		if r.cg != nil && r.pooled == nil {
+			procs, dir, err := r.cgroupFiles()
 			if err != nil {
-				return &SetupError{Stage: "open cgroup", Err: err}
+				return err
 			}
-			childEnds = append(childEnds, f)
-			cfg.CgroupDir = f
+			childEnds = append(childEnds, procs...)
+			if dir != nil {
+				childEnds = append(childEnds, dir)
+			}
+			cfg.CgroupProcs, cfg.CgroupDir = procs, dir
 		}
 	}
 	if r.pooled != nil {
@@ -373,6 +358,53 @@ func (r *run) start(plan *plan) (err error) {
 	return nil
 }
 
+// makeCgroup creates the run's cgroup, if it is to have one of its own.
+func (r *run) makeCgroup() (err error) {
+	if r.cgroup == nil {
+		return nil
+	}
+	if !r.sharedLock {
+		if r.lock, err = takeRunLock(r.cgroup); err != nil {
+			return &SetupError{Stage: "lock state", Err: err}
+		}
+		r.cleanup = append(r.cleanup, r.lock.release)
+	}
+	cg, err := cgroup.New(*r.cgroup)
+	if err != nil {
+		return &SetupError{Stage: "create cgroup", Err: err}
+	}
+	r.cg = cg
+	r.cleanup = append(r.cleanup, r.removeCgroup)
+	return nil
+}
+
+// cgroupFiles opens what the command needs to be in the run's cgroup from
+// its first instruction: the group's cgroup.procs files, which it writes
+// itself into, and on v2 its directory, for clone3's CLONE_INTO_CGROUP.
+// The caller closes them once the child has its copies.
+func (r *run) cgroupFiles() (procs []*os.File, dir *os.File, err error) {
+	closeAll := func() {
+		for _, f := range procs {
+			f.Close()
+		}
+	}
+	for _, name := range r.cg.ProcsFiles() {
+		f, err := os.OpenFile(name, os.O_WRONLY, 0)
+		if err != nil {
+			closeAll()
+			return nil, nil, &SetupError{Stage: "open cgroup", Path: name, Err: err}
+		}
+		procs = append(procs, f)
+	}
+	if r.cg.Mode() == cgroup.V2 {
+		if dir, err = r.cg.OpenDir(); err != nil {
+			closeAll()
+			return nil, nil, &SetupError{Stage: "open cgroup", Err: err}
+		}
+	}
+	return procs, dir, nil
+}
+
 // launch clones the child for plan and lets it set up and execute the
 // command.
 func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
@@ -388,6 +420,15 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 		return r.setupError(err)
 	}
 	r.proc = proc
+	r.recycleNetnsAfter(plan)
+	if plan.cgroupInChild {
+		// Made while the child sets up; it opens the group's files
+		// after the go-ahead.
+		if err := r.makeCgroup(); err != nil {
+			proc.Close()
+			return err
+		}
+	}
 	// In a user namespace the child waits for the go-ahead, for its ID
 	// maps. The command moves itself into its cgroup before anything
 	// else, so no instruction of it runs uncounted.
@@ -395,7 +436,6 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 		proc.Close()
 		return err
 	}
-	r.recycleNetnsAfter(plan)
 	r.startTime = time.Now()
 	if err := proc.Release(r.ctx); err != nil {
 		if r.ctx.Err() != nil && errors.Is(err, r.ctx.Err()) {

@@ -74,7 +74,7 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := probe.plan(spec, stayIdle)
+	plan, err := probe.plan(spec, stayIdle, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -92,7 +92,7 @@ func initMain(c *childData) {
 
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
 	// and written our ID maps. EOF means the parent gave up on us.
-	for !c.immediate {
+	for !c.immediate && !c.waitStep {
 		r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
 		if err1 == syscall.EINTR {
 			continue
@@ -102,7 +102,9 @@ func initMain(c *childData) {
 		}
 		break
 	}
-	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
+	if !c.waitStep {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
+	}
 	// The OOM killer's first choice is the command, which inherits this
 	// (a forked or vforked child shares init's non-dumpable memory, whose
 	// /proc files belong to root: it could not write it itself without
@@ -555,6 +557,24 @@ func runSteps(c *childData) (idx int32, err1 syscall.Errno) {
 				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
 				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 			}
+		case opOpenFile:
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
+			if err1 == 0 && r1 != o.flags {
+				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		case opWaitParent:
+			for {
+				r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
+				if err1 != syscall.EINTR {
+					break
+				}
+			}
+			if err1 != 0 || r1 != 1 {
+				// The parent gave up on us.
+				syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+			}
+			syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
 		case opMoveMount:
 			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, o.flags, uintptr(unsafe.Pointer(c.emptyPath)),
 				atFdcwd, uintptr(unsafe.Pointer(o.b)), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)

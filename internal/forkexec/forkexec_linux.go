@@ -109,6 +109,12 @@ type Config struct {
 	// so that it never has to move, which waits for an RCU grace period.
 	// CgroupProcs still serve where clone3 is refused.
 	CgroupDir *os.File
+	// CgroupProcsSlots and CgroupDirSlots are the same as CgroupProcs and
+	// CgroupDir (at most one), as descriptor slots that OpenSlot steps
+	// open in the child: the files can then be those of a cgroup the
+	// caller makes while the child runs its first steps (see WaitParent).
+	CgroupProcsSlots []int
+	CgroupDirSlots   []int
 	// CgroupNS makes the command unshare a cgroup namespace once it is in
 	// its cgroup, so that the namespace is rooted there.
 	CgroupNS bool
@@ -223,6 +229,7 @@ type childData struct {
 	closeRange [][2]uintptr
 	goR        int
 	immediate  bool
+	waitStep   bool // a WaitParent step waits for the go-ahead
 	errW       int
 	statusW    int
 	stdio      [3]int
@@ -565,9 +572,23 @@ func Start(cfg *Config) (p *Process, err error) {
 		}
 		fd := base + st.slot
 		switch st.kind {
-		case opOpenTree, opMoveMount, opClose:
+		case opOpenTree, opMoveMount, opClose, opOpenFile:
 			st.flags = uintptr(fd)
 		}
+	}
+	for _, st := range steps {
+		if st.kind == opWaitParent {
+			c.waitStep = true
+		}
+	}
+	// The command's cgroup files, opened by steps.
+	for _, s := range cfg.CgroupProcsSlots {
+		c.cgProcs = append(c.cgProcs, base+s)
+	}
+	c.ncg = len(c.cgProcs)
+	for _, s := range cfg.CgroupDirSlots {
+		c.cgDir = base + s
+		c.cloneArgs = cloneArgs{Flags: forkFlags | unix.CLONE_INTO_CGROUP, ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(c.cgDir)}
 	}
 	if c.ops, err = compileSteps(steps); err != nil {
 		goW.Close()
@@ -666,7 +687,7 @@ func (p *Process) WriteIDMaps(uidMap, gidMap string, denySetgroups bool) error {
 // ends first the child is killed and ctx's error returned.
 func (p *Process) Release(ctx context.Context) error {
 	var err error
-	if !p.c.immediate {
+	if !p.c.immediate || p.c.waitStep {
 		_, err = p.goW.Write([]byte{1})
 	}
 	p.goW.Close()

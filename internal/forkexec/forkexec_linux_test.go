@@ -223,3 +223,45 @@ func TestCheckCwd(t *testing.T) {
 		}
 	}
 }
+
+// The child opens the command's cgroup files itself, after a go-ahead
+// given once the group exists: the group is made while it sets up.
+func TestCgroupSlots(t *testing.T) {
+	if err := cgroup.Enabled(); err != nil {
+		t.Skipf("needs cgroups: %v", err)
+	}
+	cfg := cgroup.Config{Parent: "hutch-test", Name: fmt.Sprintf("slots-%d", os.Getpid()), NoFreezer: true}
+	procs, dir, err := cgroup.Files(cfg)
+	require.NoError(t, err)
+	steps := []Step{Mkdir("a step before", t.TempDir()+"/x", 0o755), WaitParent("wait for the cgroup")}
+	var procSlots, dirSlots []int
+	for i, p := range procs {
+		steps = append(steps, OpenSlot("open cgroup", p, unix.O_WRONLY, i))
+		procSlots = append(procSlots, i)
+	}
+	if dir != "" {
+		steps = append(steps, OpenSlot("open cgroup", dir, unix.O_RDONLY|unix.O_DIRECTORY, len(procs)))
+		dirSlots = []int{len(procs)}
+	}
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	p, err := Start(&Config{Steps: steps, Immediate: true, CgroupProcsSlots: procSlots, CgroupDirSlots: dirSlots,
+		Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
+	require.NoError(t, err)
+	cg, err := cgroup.New(cfg)
+	require.NoError(t, err)
+	defer cg.Delete()
+	require.NoError(t, p.Release(context.Background()))
+	w.Close()
+	_, err = p.Wait()
+	require.NoError(t, err)
+	out, _ := io.ReadAll(r)
+	assert.Contains(t, string(out), cg.Path()+"\n")
+	assert.NotContains(t, string(out), "freezer:"+cg.Path())
+
+	// A child whose parent gives up before the go-ahead just ends.
+	p, err = Start(&Config{Steps: []Step{WaitParent("wait")}, Immediate: true, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	require.NoError(t, err)
+	p.Close()
+}

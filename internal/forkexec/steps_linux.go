@@ -22,6 +22,8 @@ const (
 	opOpenTree                      // open_tree(a, OPEN_TREE_CLONE|AT_RECURSIVE) as descriptor flags
 	opMoveMount                     // move_mount(descriptor flags, b)
 	opClose                         // close descriptor flags
+	opOpenFile                      // openat(a, mode as open flags) as descriptor flags
+	opWaitParent                    // wait for the parent's go-ahead
 )
 
 // Step is one step of the setup program the child runs in its new
@@ -134,6 +136,21 @@ func AttachTree(stage string, slot int, target string) Step {
 // CloseSlot closes the descriptor of an OpenPath step.
 func CloseSlot(slot int) Step {
 	return Step{Stage: "close descriptor", kind: opClose, slot: slot, useSlot: true}
+}
+
+// OpenSlot opens path with flags (O_CLOEXEC is added) as descriptor
+// slot: for Config.CgroupProcsSlots and CgroupDirSlots, or a CloseSlot.
+func OpenSlot(stage, path string, flags int, slot int) Step {
+	return Step{Stage: stage, Path: path, kind: opOpenFile, a: path, mode: uint32(flags | unix.O_CLOEXEC), slot: slot, useSlot: true}
+}
+
+// WaitParent waits for the parent's go-ahead (Release) here rather than
+// before the first step: the steps before it run while the parent still
+// has work to do (making the cgroup whose files the steps after it open).
+// Not for a child in a user namespace, whose ID maps must be written
+// before any step.
+func WaitParent(stage string) Step {
+	return Step{Stage: stage, kind: opWaitParent}
 }
 
 // CheckCwd fails unless the working directory is a path in the current

@@ -621,11 +621,17 @@ func (r *run) cgroupStats(res *Result) error {
 	if r.cg == nil {
 		return nil
 	}
-	st, err := r.cg.Stat(cgroup.StatCPU | cgroup.StatMemory)
+	// Only the total of the CPU figures: on v1 that is one file to read,
+	// not three.
+	used, err := r.cg.CPUUsage()
 	if err != nil {
 		return fmt.Errorf("sandbox: reading the run's cgroup: %w", err)
 	}
-	res.CPUTime = max(st.CPUUsage-r.cpuBase, 0)
+	st, err := r.cg.Stat(cgroup.StatMemory)
+	if err != nil {
+		return fmt.Errorf("sandbox: reading the run's cgroup: %w", err)
+	}
+	res.CPUTime = max(used-r.cpuBase, 0)
 	res.MemoryPeak = st.MemoryPeak
 	res.OOMKills = st.OOMKills
 	return nil

@@ -200,3 +200,56 @@ func TestCollectGarbageBesideRuns(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// 10,000 runs, two at a time, leave the caller as they found it: no more
+// goroutines or descriptors, and no more live heap, than after a warm-up.
+// (About 20 s; skipped under -short.)
+func TestNoGrowth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 runs")
+	}
+	img, _ := busybox(t)
+	run := func(n int) {
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 2 {
+					res, err := sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{})
+					if err != nil || res.Status != sandbox.OK {
+						t.Errorf("run %d: %v %v", i, err, res)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	type usage struct {
+		goroutines, fds int
+		heap            uint64
+	}
+	measure := func() usage {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fds, err := os.ReadDir("/proc/self/fd")
+		require.NoError(t, err)
+		return usage{runtime.NumGoroutine(), len(fds), ms.HeapAlloc}
+	}
+	run(200)
+	before := measure()
+	run(10000)
+	var after usage
+	for range 50 { // what the last runs started may still be finishing
+		if after = measure(); after.goroutines <= before.goroutines && after.fds <= before.fds {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("before %+v, after %+v", before, after)
+	assert.LessOrEqual(t, after.goroutines, before.goroutines, "goroutines")
+	assert.LessOrEqual(t, after.fds, before.fds, "descriptors")
+	assert.Less(t, after.heap, before.heap+1<<20, "live heap grew by more than 1 MiB")
+}

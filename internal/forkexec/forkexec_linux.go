@@ -692,6 +692,11 @@ func (p *Process) Release(ctx context.Context) error {
 	}
 	p.goW.Close()
 	if err != nil {
+		// A child that waits for the go-ahead only after some steps may
+		// have failed one of them and gone: its record says which.
+		if aerr := p.await(ctx); aerr != nil {
+			return aerr
+		}
 		p.Close()
 		return fmt.Errorf("forkexec: releasing the child: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -264,4 +265,19 @@ func TestCgroupSlots(t *testing.T) {
 	p, err = Start(&Config{Steps: []Step{WaitParent("wait")}, Immediate: true, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	p.Close()
+}
+
+// A step that fails before a WaitParent step is reported as itself, even
+// when the parent's go-ahead finds the child gone.
+func TestFailBeforeWaitParent(t *testing.T) {
+	for range 20 {
+		p, err := Start(&Config{Steps: []Step{Chdir("enter", "/no/such/dir"), WaitParent("wait")}, Immediate: true,
+			Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+		require.NoError(t, err)
+		time.Sleep(2 * time.Millisecond) // let it fail first, most times
+		err = p.Release(context.Background())
+		var se *StepError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, "enter", se.Stage)
+	}
 }

@@ -24,12 +24,8 @@ import (
 // pivot_root and its detach.
 const oldRootName = ".hutch-old-root"
 
-// devices are the sandbox's /dev nodes, with their numbers (the same on
-// every Linux).
-var devices = []struct {
-	name         string
-	major, minor uint32
-}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
+// devices are bound from the host into the sandbox's /dev.
+var devices = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 // Paths of /proc hidden from the command, as runc hides them: files get
 // /dev/null bound over them, directories an empty read-only tmpfs.
@@ -161,23 +157,13 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
 	)
 	s = append(s, procMasks()...)
-	if userNS {
-		// Without root no device node can be made: /dev is nodev, and its
-		// nodes are binds of the host's, which carry their own flags.
-		s = append(s, forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=65536"))
-		for _, d := range devices {
-			s = append(s,
-				forkexec.Touch("create /dev/"+d.name, "dev/"+d.name, 0o666),
-				forkexec.Bind("bind /dev/"+d.name, "/dev/"+d.name, "dev/"+d.name))
-		}
-	} else {
-		// As root the nodes are made (six mounts fewer to make and to tear
-		// down), so /dev cannot be nodev. The command, without CAP_MKNOD,
-		// can make no other.
-		s = append(s, forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=65536"))
-		for _, d := range devices {
-			s = append(s, forkexec.CharDevice("create /dev/"+d.name, "dev/"+d.name, 0o666, d.major, d.minor))
-		}
+	// /dev is nodev: the device nodes below are binds of the host's, which
+	// carry their own flags; nothing made in the tmpfs itself opens a device.
+	s = append(s, forkexec.Mount("mount /dev", "tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=65536"))
+	for _, d := range devices {
+		s = append(s,
+			forkexec.Touch("create /dev/"+d, "dev/"+d, 0o666),
+			forkexec.Bind("bind /dev/"+d, "/dev/"+d, "dev/"+d))
 	}
 	s = append(s,
 		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),

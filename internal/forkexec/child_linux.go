@@ -535,8 +535,6 @@ func runSteps(c *childData) (idx int32, err1 syscall.Errno) {
 			_, _, err1 = syscall.RawSyscall(syscall.SYS_UMOUNT2, uintptr(unsafe.Pointer(o.a)), o.flags, 0)
 		case opRmdir:
 			_, _, err1 = syscall.RawSyscall(syscall.SYS_UNLINKAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), unix.AT_REMOVEDIR)
-		case opMknod:
-			_, _, err1 = syscall.RawSyscall6(syscall.SYS_MKNODAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), o.flags, 0, 0)
 		case opChmod:
 			_, _, err1 = syscall.RawSyscall6(syscall.SYS_FCHMODAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
 		case opSethostname:

@@ -23,7 +23,6 @@ const (
 	opMoveMount                     // move_mount(descriptor flags, b)
 	opClose                         // close descriptor flags
 	opOpenFile                      // openat(a, mode as open flags) as descriptor flags
-	opMknod                         // mknodat(a, mode, flags as the device number)
 	opWaitParent                    // wait for the parent's go-ahead
 )
 
@@ -137,12 +136,6 @@ func AttachTree(stage string, slot int, target string) Step {
 // CloseSlot closes the descriptor of an OpenPath step.
 func CloseSlot(slot int) Step {
 	return Step{Stage: "close descriptor", kind: opClose, slot: slot, useSlot: true}
-}
-
-// CharDevice makes the character device node path, major:minor, with
-// permissions perm (exact: the child's umask is 0).
-func CharDevice(stage, path string, perm uint32, major, minor uint32) Step {
-	return Step{Stage: stage, Path: path, kind: opMknod, a: path, mode: unix.S_IFCHR | perm, flags: uintptr(unix.Mkdev(major, minor))}
 }
 
 // OpenSlot opens path with flags (O_CLOEXEC is added) as descriptor

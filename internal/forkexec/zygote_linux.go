@@ -1,6 +1,7 @@
 package forkexec
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -31,18 +32,23 @@ import (
 // A request is a childData with everything it points to, copied into a
 // staging area mapped before the zygote was born: at the same address in
 // both processes, so its pointers hold in the zygote's copy, and in init's
-// copy of that. What the zygote does not see is what changes later in the
-// caller's process-wide state: its working directory, umask and rlimits
-// are those of the first sandbox's start (the steps use absolute paths and
-// set modes and limits explicitly).
+// copy of that.
+//
+// A zygote made before the process changed its uid, gids, capabilities,
+// no_new_privs or seccomp mode is replaced at the next start. What it does
+// not see is what else changes later in the process-wide state: its
+// working directory, umask and rlimits, and seccomp filters added to one
+// already there, are those of the zygote's birth (the steps use absolute
+// paths and set modes and the command's limits explicitly).
 type zygote struct {
 	pid   int
 	pidfd int
-	conn  int    // our end of the request socket
-	stage []byte // the staging area
-	mem   []byte // the mapping that holds the zygote's stack and this
-	stack []byte // the zygote's stack
-	dead  bool   // it stopped answering: to be replaced
+	conn  int      // our end of the request socket
+	stage []byte   // the staging area
+	mem   []byte   // the mapping that holds the zygote's stack and this
+	stack []byte   // the zygote's stack
+	dead  bool     // it stopped answering: to be replaced
+	id    identity // the process's when the zygote was made
 
 	// Used by the zygote, in its copy.
 	zconn    int
@@ -92,6 +98,15 @@ var (
 func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 	zygMu.Lock()
 	started++
+	if zyg != nil {
+		if id, ok := currentIdentity(); !ok || id != zyg.id {
+			// The process changed what it may do (dropped root or
+			// capabilities, set no_new_privs, entered seccomp): a zygote
+			// made before would clone inits with the old rights.
+			zyg.close()
+			zyg = nil
+		}
+	}
 	if zyg == nil && !zygoteOff && haveZygote && started > 1 {
 		onForkerThread(func() {
 			z, err := newZygote()
@@ -128,6 +143,37 @@ func ZygotePid() int {
 	return zyg.pid
 }
 
+// identity is what a process is allowed to do, as far as cloning a
+// sandbox goes: an init has its parent's.
+type identity struct {
+	euid, egid  int
+	groups      [64]uint32
+	ngroups     int
+	caps        [2]unix.CapUserData
+	noNewPrivs  int
+	seccompMode int
+}
+
+// currentIdentity returns this process's identity; ok is false when it
+// cannot be told (too many groups).
+func currentIdentity() (id identity, ok bool) {
+	groups, err := unix.Getgroups()
+	if err != nil || len(groups) > len(id.groups) {
+		return id, false
+	}
+	id.euid, id.egid, id.ngroups = os.Geteuid(), os.Getegid(), len(groups)
+	for i, v := range groups {
+		id.groups[i] = uint32(v)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	if unix.Capget(&hdr, &id.caps[0]) != nil {
+		return id, false
+	}
+	id.noNewPrivs, _ = unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	id.seccompMode, _ = unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	return id, true
+}
+
 func newZygote() (*zygote, error) {
 	stage, err := unix.Mmap(-1, 0, stageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
@@ -160,6 +206,15 @@ func newZygote() (*zygote, error) {
 	copy(z.name[:], "hutch-zygote")
 	copy(z.initName[:], "hutch-init")
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
+	id, ok := currentIdentity()
+	if !ok {
+		unix.Close(pair[0])
+		unix.Close(pair[1])
+		unix.Munmap(stage)
+		unix.Munmap(mem)
+		return nil, errors.New("forkexec: cannot tell this process's credentials apart for a zygote")
+	}
+	z.id = id
 	copy(z.memPath[:], "/proc/self/mem")
 	ae := argEnv()
 	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}

@@ -196,3 +196,22 @@ func TestCleanStart(t *testing.T) {
 	}
 	assert.NotZero(t, ZygotePid())
 }
+
+// A zygote made under other credentials than the process has now (it
+// dropped root, say) is not used: a new one is made.
+func TestZygoteFollowsCredentials(t *testing.T) {
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	runEcho(t, "true", nil)
+	runEcho(t, "true", nil)
+	old := ZygotePid()
+	require.NotZero(t, old)
+	zygMu.Lock()
+	zyg.id.euid++ // as if this process had changed its uid since
+	zygMu.Unlock()
+	out, _ := runEcho(t, "id -u", nil)
+	assert.Equal(t, strconv.Itoa(os.Geteuid())+"\n", out)
+	assert.NotEqual(t, old, ZygotePid(), "replaced")
+	assert.NotZero(t, ZygotePid())
+}

@@ -91,16 +91,9 @@ func initMain(c *childData) {
 	}
 
 	// Wait for the go-ahead: by then the parent has put us in our cgroup
-	// and written our ID maps. EOF means the parent gave up on us.
-	for !c.immediate && !c.waitStep {
-		r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
-		if err1 == syscall.EINTR {
-			continue
-		}
-		if err1 != 0 || r1 != 1 {
-			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
-		}
-		break
+	// and written our ID maps (unless a WaitParent step waits for it).
+	if !c.immediate && !c.waitStep {
+		waitGoAhead(c)
 	}
 	if !c.waitStep {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
@@ -473,6 +466,30 @@ fail:
 	childFail(c, idx, err1, 127)
 }
 
+// waitGoAhead reads the parent's go-ahead byte. EOF means the parent gave
+// up on us: exit.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func waitGoAhead(c *childData) {
+	var (
+		r1   uintptr
+		err1 syscall.Errno
+	)
+	for {
+		// RawSyscall6, not RawSyscall: this runs deep in the nosplit
+		// chain of runSteps.
+		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1, 0, 0, 0)
+		if err1 != syscall.EINTR {
+			break
+		}
+	}
+	if err1 != 0 || r1 != 1 {
+		syscall.RawSyscall6(syscall.SYS_EXIT_GROUP, 1, 0, 0, 0, 0, 0)
+	}
+}
+
 // childFail reports a failed stage through the error pipe and exits.
 //
 //go:nosplit
@@ -550,30 +567,20 @@ func runSteps(c *childData) (idx int32, err1 syscall.Errno) {
 			if err1 == 0 && c.cwdBuf[0] != '/' {
 				err1 = syscall.ENOENT
 			}
-		case opOpenTree:
-			r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
-				unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)
-			if err1 == 0 && r1 != o.flags {
-				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
-				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+		case opOpenTree, opOpenFile:
+			// A descriptor, moved to its slot (the descriptor flags).
+			if o.kind == opOpenTree {
+				r1, _, err1 = syscall.RawSyscall6(unix.SYS_OPEN_TREE, atFdcwd, uintptr(unsafe.Pointer(o.a)),
+					unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE, 0, 0, 0)
+			} else {
+				r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
 			}
-		case opOpenFile:
-			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(o.a)), uintptr(o.mode), 0, 0, 0)
 			if err1 == 0 && r1 != o.flags {
 				_, _, err1 = syscall.RawSyscall(syscall.SYS_DUP3, r1, o.flags, unix.O_CLOEXEC)
 				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 			}
 		case opWaitParent:
-			for {
-				r1, _, err1 = syscall.RawSyscall(syscall.SYS_READ, uintptr(c.goR), uintptr(unsafe.Pointer(&c.readByte[0])), 1)
-				if err1 != syscall.EINTR {
-					break
-				}
-			}
-			if err1 != 0 || r1 != 1 {
-				// The parent gave up on us.
-				syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
-			}
+			waitGoAhead(c)
 			syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.goR), 0, 0)
 		case opMoveMount:
 			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, o.flags, uintptr(unsafe.Pointer(c.emptyPath)),

@@ -429,8 +429,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	c.ncg = len(c.cgProcs)
 	c.cgDir = -1
 	if cfg.CgroupDir != nil {
-		c.cgDir = int(cfg.CgroupDir.Fd())
-		c.cloneArgs = cloneArgs{Flags: forkFlags | unix.CLONE_INTO_CGROUP, ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(c.cgDir)}
+		c.setCgroupDir(int(cfg.CgroupDir.Fd()))
 	}
 	var reqMine *os.File
 	if cfg.Deferred {
@@ -445,11 +444,8 @@ func Start(cfg *Config) (p *Process, err error) {
 		c.req = new(request)
 		c.cgProcs = make([]int, maxCgroupProcs)
 		c.rlimits = make([]rlimit, len(c.req.Rlimits))
-		c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))
 		c.reqIov.SetLen(int(unsafe.Sizeof(*c.req)))
-		c.reqMsg.Iov = &c.reqIov
 		c.reqMsg.SetIovlen(1)
-		c.reqMsg.Control = &c.reqCmsg[0]
 		c.reqMsg.SetControllen(len(c.reqCmsg))
 	}
 	c.zero[0] = '0'
@@ -464,17 +460,15 @@ func Start(cfg *Config) (p *Process, err error) {
 			c.sockArgs = [3]uintptr{uintptr(cfg.Socket.Domain), uintptr(cfg.Socket.Type | unix.SOCK_CLOEXEC), uintptr(cfg.Socket.Protocol)}
 		}
 		c.sockConn = int(cfg.SocketConn.Fd())
-		c.iov.Base = &c.iovByte[0]
 		c.iov.SetLen(1)
-		c.msg.Iov = &c.iov
 		c.msg.SetIovlen(1)
-		c.msg.Control = &c.cmsg[0]
 		c.msg.SetControllen(unix.CmsgSpace(4))
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&c.cmsg[0]))
 		h.Level = unix.SOL_SOCKET
 		h.Type = unix.SCM_RIGHTS
 		h.SetLen(unix.CmsgLen(4))
 	}
+	c.linkBuffers()
 	ae := argEnv()
 	c.argStart, c.argEnd, c.envStart, c.envEnd = ae[0], ae[1], ae[2], ae[3]
 	if cfg.OOMScoreAdj {
@@ -585,10 +579,9 @@ func Start(cfg *Config) (p *Process, err error) {
 	for _, s := range cfg.CgroupProcsSlots {
 		c.cgProcs = append(c.cgProcs, base+s)
 	}
-	c.ncg = len(c.cgProcs)
+	c.ncg += len(cfg.CgroupProcsSlots)
 	for _, s := range cfg.CgroupDirSlots {
-		c.cgDir = base + s
-		c.cloneArgs = cloneArgs{Flags: forkFlags | unix.CLONE_INTO_CGROUP, ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(c.cgDir)}
+		c.setCgroupDir(base + s)
 	}
 	if c.ops, err = compileSteps(steps); err != nil {
 		goW.Close()
@@ -614,6 +607,30 @@ func Start(cfg *Config) (p *Process, err error) {
 		errR:    errR,
 		statusR: statusR,
 	}, nil
+}
+
+// setCgroupDir makes the command born in the cgroup whose directory is
+// open as fd (clone3 with CLONE_INTO_CGROUP).
+func (c *childData) setCgroupDir(fd int) {
+	c.cgDir = fd
+	c.cloneArgs = cloneArgs{Flags: forkFlags | unix.CLONE_INTO_CGROUP, ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
+}
+
+// linkBuffers points c's message headers at c's own buffers: the request
+// a deferred child receives, and the byte and descriptor a socket child
+// sends. Their lengths are set once, in Start; a copy of c (copyTo) is
+// linked again, to its own buffers.
+func (c *childData) linkBuffers() {
+	if c.req != nil {
+		c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))
+		c.reqMsg.Iov = &c.reqIov
+		c.reqMsg.Control = &c.reqCmsg[0]
+	}
+	if c.socket {
+		c.iov.Base = &c.iovByte[0]
+		c.msg.Iov = &c.iov
+		c.msg.Control = &c.cmsg[0]
+	}
 }
 
 func compileSteps(steps []Step) ([]op, error) {

@@ -525,15 +525,8 @@ func (c *childData) copyTo(a *arena) *childData {
 	cc.oomPath = a.cstring(c.oomPath)
 	if c.req != nil {
 		cc.req = (*request)(a.alloc(unsafe.Sizeof(*c.req), unsafe.Alignof(*c.req)))
-		cc.reqIov.Base = (*byte)(unsafe.Pointer(cc.req))
-		cc.reqMsg.Iov = &cc.reqIov
-		cc.reqMsg.Control = &cc.reqCmsg[0]
 	}
-	if c.msg.Iov != nil {
-		cc.iov.Base = &cc.iovByte[0]
-		cc.msg.Iov = &cc.iov
-		cc.msg.Control = &cc.cmsg[0]
-	}
+	cc.linkBuffers()
 	if c.seccomp != nil {
 		f := (*unix.SockFprog)(a.alloc(unsafe.Sizeof(*c.seccomp), unsafe.Alignof(*c.seccomp)))
 		filter := arenaCopy(a, unsafe.Slice(c.seccomp.Filter, c.seccomp.Len))

@@ -110,6 +110,7 @@ func TestCopyToCoversEveryPointer(t *testing.T) {
 		req:        new(request),
 		rootPath:   s("/"),
 		oomPath:    s("/proc/self/oom_score_adj"),
+		socket:     true,
 		seccomp:    &unix.SockFprog{Len: 1, Filter: &filter[0]},
 	}
 	c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))

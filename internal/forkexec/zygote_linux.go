@@ -45,8 +45,7 @@ type zygote struct {
 	pidfd int
 	conn  int      // our end of the request socket
 	stage []byte   // the staging area
-	mem   []byte   // the mapping that holds the zygote's stack and this
-	stack []byte   // the zygote's stack
+	mem   []byte   // the mapping that holds the zygote's stack, then this
 	dead  bool     // it stopped answering: to be replaced
 	id    identity // the process's when the zygote was made
 
@@ -175,29 +174,40 @@ func currentIdentity() (id identity, ok bool) {
 }
 
 func newZygote() (*zygote, error) {
+	id, ok := currentIdentity()
+	if !ok {
+		return nil, errors.New("forkexec: cannot tell this process's credentials apart for a zygote")
+	}
+	var undo []func()
+	fail := func(err error) (*zygote, error) {
+		for _, u := range undo {
+			u()
+		}
+		return nil, err
+	}
 	stage, err := unix.Mmap(-1, 0, stageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
+		return fail(os.NewSyscallError("mmap", err))
 	}
+	undo = append(undo, func() { unix.Munmap(stage) })
 	// The zygote's stack, and the zygote itself after it: all it keeps of
 	// the process's writable memory besides the staging area.
 	header := (int(unsafe.Sizeof(zygote{})) + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
 	mem, err := unix.Mmap(-1, 0, zygoteStack+header, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK)
 	if err != nil {
-		unix.Munmap(stage)
-		return nil, os.NewSyscallError("mmap", err)
+		return fail(os.NewSyscallError("mmap", err))
 	}
+	undo = append(undo, func() { unix.Munmap(mem) })
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		unix.Munmap(stage)
-		unix.Munmap(mem)
-		return nil, os.NewSyscallError("socketpair", err)
+		return fail(os.NewSyscallError("socketpair", err))
 	}
+	undo = append(undo, func() { unix.Close(pair[0]); unix.Close(pair[1]) })
 	// Large requests (long command lines) in one message; beyond what the
 	// kernel allows they are cloned directly.
 	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
 	z := (*zygote)(unsafe.Pointer(&mem[zygoteStack]))
-	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, stack: mem[:zygoteStack],
+	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, id: id,
 		parent: uintptr(os.Getpid()), initFn: initMain}
 	z.iov.Base = &stage[0]
 	z.iov.SetLen(len(stage))
@@ -206,25 +216,12 @@ func newZygote() (*zygote, error) {
 	copy(z.name[:], "hutch-zygote")
 	copy(z.initName[:], "hutch-init")
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
-	id, ok := currentIdentity()
-	if !ok {
-		unix.Close(pair[0])
-		unix.Close(pair[1])
-		unix.Munmap(stage)
-		unix.Munmap(mem)
-		return nil, errors.New("forkexec: cannot tell this process's credentials apart for a zygote")
-	}
-	z.id = id
 	copy(z.memPath[:], "/proc/self/mem")
 	ae := argEnv()
 	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}
 	pid, pidfd, errno := spawnZygote(z)
 	if errno != 0 {
-		unix.Close(pair[0])
-		unix.Close(pair[1])
-		unix.Munmap(stage)
-		unix.Munmap(mem)
-		return nil, os.NewSyscallError("clone", errno)
+		return fail(os.NewSyscallError("clone", errno))
 	}
 	z.pid, z.pidfd = pid, pidfd
 	return z, nil
@@ -288,7 +285,7 @@ func dropRanges(keep ...[]byte) [][2]uintptr {
 //go:nocheckptr
 func spawnZygote(z *zygote) (pid int, pidfd int, errno syscall.Errno) {
 	var fd int32
-	top := uintptr(unsafe.Pointer(&z.stack[0])) + uintptr(len(z.stack))
+	top := uintptr(unsafe.Pointer(&z.mem[0])) + zygoteStack
 	syscall.ForkLock.Lock()
 	runtime_BeforeFork()
 	r1, err1 := rawCloneOn(unix.CLONE_FILES|unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD), top&^15,

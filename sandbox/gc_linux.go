@@ -65,6 +65,27 @@ func takeRunLock(group *cgroup.Config) (*runLock, error) {
 	return &runLock{f: f, path: path}, nil
 }
 
+// newLockedGroup takes the lock naming group, then creates the group. The
+// lock is returned, held, also when only the group failed: its owner
+// releases it as it would after removing the group.
+func newLockedGroup(group *cgroup.Config) (*runLock, *cgroup.Manager, error) {
+	lock, err := takeRunLock(group)
+	if err != nil {
+		return nil, nil, &SetupError{Stage: "lock state", Err: err}
+	}
+	cg, err := newGroup(group)
+	return lock, cg, err
+}
+
+// newGroup creates group, with a setup error.
+func newGroup(group *cgroup.Config) (*cgroup.Manager, error) {
+	cg, err := cgroup.New(*group)
+	if err != nil {
+		return nil, &SetupError{Stage: "create cgroup", Err: err}
+	}
+	return cg, nil
+}
+
 // release removes the lock; the cgroup it names must be gone by then.
 func (l *runLock) release() {
 	os.Remove(l.path)

@@ -49,11 +49,12 @@ type plan struct {
 	// cached or new, may be cached once the run is over.
 	netns      *os.File
 	recycleNet bool
-	// cgroupInChild: the child opens the command's cgroup files itself,
-	// once the caller has made the group and given the go-ahead (see
-	// Cmd.plan's cg).
-	cgroupInChild bool
 }
+
+// cgroupInChild says the child opens the command's cgroup files itself,
+// once the caller has made the group and given the go-ahead (see
+// Cmd.plan's cg).
+func (p *plan) cgroupInChild() bool { return len(p.config.CgroupProcsSlots) > 0 }
 
 // planMode says what the child does once its sandbox is set up.
 type planMode int
@@ -276,8 +277,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		cfg.Deferred = true
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
-	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet,
-		cgroupInChild: len(cgProcs) > 0}, nil
+	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
 }
 
 // commandConfig is the part of the child's configuration about the

@@ -149,14 +149,9 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	}
 	ps := &pooledSandbox{proc: proc, plan: pl}
 	if cgroupErr() == nil {
-		group := &cgroup.Config{Name: runName(), NoFreezer: true}
-		if ps.lock, err = takeRunLock(group); err != nil {
+		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: runName(), NoFreezer: true}); err != nil {
 			ps.discard()
-			return nil, &SetupError{Stage: "lock state", Err: err}
-		}
-		if ps.cg, err = cgroup.New(*group); err != nil {
-			ps.discard()
-			return nil, &SetupError{Stage: "create cgroup", Err: err}
+			return nil, err
 		}
 		if err := ps.cg.AddProc(proc.Pid); err != nil {
 			ps.discard()

@@ -294,7 +294,7 @@ func (r *run) start(plan *plan) (err error) {
 
 	cfg := plan.config
 	cfg.Stdio = [3]*os.File{stdin, outW, errW}
-	if !plan.cgroupInChild {
+	if !plan.cgroupInChild() {
 		if err := r.makeCgroup(); err != nil {
 			return err
 		}
@@ -363,15 +363,17 @@ func (r *run) makeCgroup() (err error) {
 	if r.cgroup == nil {
 		return nil
 	}
-	if !r.sharedLock {
-		if r.lock, err = takeRunLock(r.cgroup); err != nil {
-			return &SetupError{Stage: "lock state", Err: err}
+	var cg *cgroup.Manager
+	if r.sharedLock {
+		cg, err = newGroup(r.cgroup)
+	} else {
+		r.lock, cg, err = newLockedGroup(r.cgroup)
+		if r.lock != nil {
+			r.cleanup = append(r.cleanup, r.lock.release)
 		}
-		r.cleanup = append(r.cleanup, r.lock.release)
 	}
-	cg, err := cgroup.New(*r.cgroup)
 	if err != nil {
-		return &SetupError{Stage: "create cgroup", Err: err}
+		return err
 	}
 	r.cg = cg
 	r.cleanup = append(r.cleanup, r.removeCgroup)
@@ -421,7 +423,7 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 	}
 	r.proc = proc
 	r.recycleNetnsAfter(plan)
-	if plan.cgroupInChild {
+	if plan.cgroupInChild() {
 		// Made while the child sets up; it opens the group's files
 		// after the go-ahead.
 		if err := r.makeCgroup(); err != nil {

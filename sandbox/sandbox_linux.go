@@ -92,14 +92,11 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 	if enf.cgroup {
 		name := sandboxName()
 		group := &cgroup.Config{Name: name, Resources: enf.resources}
-		var err error
-		if sb.lock, err = takeRunLock(group); err != nil {
-			return &SetupError{Stage: "lock state", Err: err}
-		}
 		// The group holds the sandbox's limits; each command has a leaf
 		// of its own in it. Init stays out: it runs nothing.
-		if sb.cg, err = cgroup.New(*group); err != nil {
-			return &SetupError{Stage: "create cgroup", Err: err}
+		var err error
+		if sb.lock, sb.cg, err = newLockedGroup(group); err != nil {
+			return err
 		}
 	}
 	null, err := os.Open(os.DevNull)

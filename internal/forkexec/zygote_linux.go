@@ -131,9 +131,9 @@ func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 	return forkOnForkerThread(c)
 }
 
-// ZygotePid returns the zygote's pid, or 0 when there is none (yet). It is
+// zygotePid returns the zygote's pid, or 0 when there is none (yet). It is
 // a long-lived child of this process, there by design.
-func ZygotePid() int {
+func zygotePid() int {
 	zygMu.Lock()
 	defer zygMu.Unlock()
 	if zyg == nil {

@@ -45,7 +45,7 @@ func TestZygote(t *testing.T) {
 	}
 	runEcho(t, "true", nil) // the zygote comes with the second start
 	out, _ := runEcho(t, "echo $PPID", nil)
-	zpid := ZygotePid()
+	zpid := zygotePid()
 	require.NotZero(t, zpid, "a zygote was made")
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(zpid) + "/comm")
 	require.NoError(t, err)
@@ -61,8 +61,8 @@ func TestZygote(t *testing.T) {
 	assert.Equal(t, "ok\n", out)
 	out, _ = runEcho(t, "echo ok", nil)
 	assert.Equal(t, "ok\n", out)
-	assert.NotEqual(t, zpid, ZygotePid())
-	assert.NotZero(t, ZygotePid())
+	assert.NotEqual(t, zpid, zygotePid())
+	assert.NotZero(t, zygotePid())
 }
 
 // A request too large for one message, or for the zygote's staging area,
@@ -195,7 +195,7 @@ func TestCleanStart(t *testing.T) {
 		out, _ := runEcho(t, "grep SigIgn /proc/self/status; tr -d '\\0' < /proc/$PPID/cmdline | wc -c", nil)
 		assert.Equal(t, "SigIgn:\t0000000000000000\n0\n", out)
 	}
-	assert.NotZero(t, ZygotePid())
+	assert.NotZero(t, zygotePid())
 }
 
 // A zygote made under other credentials than the process has now (it
@@ -206,13 +206,13 @@ func TestZygoteFollowsCredentials(t *testing.T) {
 	}
 	runEcho(t, "true", nil)
 	runEcho(t, "true", nil)
-	old := ZygotePid()
+	old := zygotePid()
 	require.NotZero(t, old)
 	zygMu.Lock()
 	zyg.id.euid++ // as if this process had changed its uid since
 	zygMu.Unlock()
 	out, _ := runEcho(t, "id -u", nil)
 	assert.Equal(t, strconv.Itoa(os.Geteuid())+"\n", out)
-	assert.NotEqual(t, old, ZygotePid(), "replaced")
-	assert.NotZero(t, ZygotePid())
+	assert.NotEqual(t, old, zygotePid(), "replaced")
+	assert.NotZero(t, zygotePid())
 }

@@ -27,6 +27,7 @@
 //	Resources.Pids    pids: pids.max                        pids.max
 //	Resources.CPUs    cpu: cpu.cfs_period_us, cfs_quota_us  cpu.max
 //	AddProc           cgroup.procs in each hierarchy        cgroup.procs
+//	JoinFiles         tasks in each hierarchy               cgroup.procs
 //	CPUUsage          cpuacct: cpuacct.usage                cpu.stat usage_usec
 //	Stat StatCPU      cpuacct: cpuacct.usage, usage_user,   cpu.stat
 //	                  usage_sys (cpuacct.stat if absent)

@@ -332,7 +332,7 @@ func TestFiles(t *testing.T) {
 		require.NoError(t, err)
 		m, err := New(cfg)
 		require.NoError(t, err)
-		assert.Equal(t, m.ProcsFiles(), procs)
+		assert.Equal(t, m.JoinFiles(), procs)
 		if m.Mode() == V2 {
 			assert.Equal(t, m.dirs[0], dir)
 		} else {
@@ -342,6 +342,35 @@ func TestFiles(t *testing.T) {
 	}
 	_, _, err := Files(Config{Parent: parent, Name: "bad/name"})
 	assert.Error(t, err)
+}
+
+// A single-threaded process that writes "0" to each of JoinFiles is in the
+// group, in every hierarchy, and so is what it starts afterwards.
+func TestJoinFiles(t *testing.T) {
+	half := 0.5
+	requireCgroups(t)
+	m, err := New(Config{Parent: testParent(t), Name: "join", Resources: Resources{CPUs: &half}})
+	require.NoError(t, err)
+	defer m.Delete()
+	script := ""
+	for _, f := range m.JoinFiles() {
+		script += "echo 0 >" + f + " && "
+	}
+	out, err := exec.Command("/bin/sh", "-c", script+"echo $$ && cat /proc/self/cgroup").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	joined := 0
+	for _, l := range lines[1:] {
+		if strings.HasSuffix(l, ":"+m.Path()) {
+			joined++
+		}
+	}
+	assert.Equal(t, len(m.dirs), joined, "the shell's child is in the group in each hierarchy:\n%s", out)
+	if m.Mode() == V1 {
+		for _, f := range m.JoinFiles() {
+			assert.Equal(t, "tasks", filepath.Base(f), "v1 joins by thread")
+		}
+	}
 }
 
 func TestNewDefaultParent(t *testing.T) {

@@ -29,7 +29,7 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Files fails: cgroups exist only on Linux.
-func Files(cfg Config) (procs []string, dir string, err error) {
+func Files(cfg Config) (join []string, dir string, err error) {
 	return nil, "", &Error{Op: "create", Path: "/" + cfg.Parent + "/" + cfg.Name, Err: errNotLinux}
 }
 

@@ -381,8 +381,8 @@ func (r *run) makeCgroup() (err error) {
 }
 
 // cgroupFiles opens what the command needs to be in the run's cgroup from
-// its first instruction: the group's cgroup.procs files, which it writes
-// itself into, and on v2 its directory, for clone3's CLONE_INTO_CGROUP.
+// its first instruction: the group's join files (cgroup.JoinFiles), which
+// it writes itself into, and on v2 its directory, for clone3's CLONE_INTO_CGROUP.
 // The caller closes them once the child has its copies.
 func (r *run) cgroupFiles() (procs []*os.File, dir *os.File, err error) {
 	closeAll := func() {
@@ -390,7 +390,7 @@ func (r *run) cgroupFiles() (procs []*os.File, dir *os.File, err error) {
 			f.Close()
 		}
 	}
-	for _, name := range r.cg.ProcsFiles() {
+	for _, name := range r.cg.JoinFiles() {
 		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			closeAll()

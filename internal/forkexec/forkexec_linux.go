@@ -98,9 +98,10 @@ type Rlimit struct {
 type Config struct {
 	// Cloneflags are the CLONE_NEW* namespace flags for the clone.
 	Cloneflags uintptr
-	// CgroupProcs are open cgroup.procs files of the command's cgroup
-	// (one per hierarchy): the command writes "0" to each, moving itself
-	// there, first thing after the fork. Only the command and what it
+	// CgroupProcs are the open join files of the command's cgroup (one
+	// per hierarchy, cgroup.JoinFiles: tasks on v1, cgroup.procs on v2):
+	// the command, still single-threaded, writes "0" to each, moving
+	// itself there, first thing after the fork. Only the command and what it
 	// starts are in the group, not init: init's copy of the caller's
 	// address space is not charged to it, and neither is the fork.
 	CgroupProcs []*os.File

@@ -33,7 +33,9 @@ func bigImage(t testing.TB) (v1.Image, [32]byte) {
 // helper re-runs the test binary as another process that uses the store.
 func helper(t *testing.T, mode, store, src string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "HUTCH_TEST_HELPER="+mode, "HUTCH_TEST_STORE="+store, "HUTCH_TEST_SRC="+src)
+	// The helper's own temporary directories go under this test's: it
+	// exits (or is killed) without running its cleanups.
+	cmd.Env = append(os.Environ(), "HUTCH_TEST_HELPER="+mode, "HUTCH_TEST_STORE="+store, "HUTCH_TEST_SRC="+src, "TMPDIR="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	return cmd
 }

@@ -298,8 +298,8 @@ func (r *run) start(plan *plan) (err error) {
 		if err := r.makeCgroup(); err != nil {
 			return err
 		}
-		if r.cg != nil && r.pooled == nil {
-			procs, dir, err := r.cgroupFiles()
+		if r.cg != nil && (r.pooled == nil || !r.pooled.initInGroup) {
+			procs, dir, err := r.cgroupFiles(r.pooled == nil)
 			if err != nil {
 				return err
 			}
@@ -383,8 +383,10 @@ func (r *run) makeCgroup() (err error) {
 // cgroupFiles opens what the command needs to be in the run's cgroup from
 // its first instruction: the group's join files (cgroup.JoinFiles), which
 // it writes itself into, and on v2 its directory, for clone3's CLONE_INTO_CGROUP.
-// The caller closes them once the child has its copies.
-func (r *run) cgroupFiles() (procs []*os.File, dir *os.File, err error) {
+// The caller closes them once the child has its copies. A pooled command
+// (withDir false) is forked by an init already running: it joins through
+// the files alone.
+func (r *run) cgroupFiles(withDir bool) (procs []*os.File, dir *os.File, err error) {
 	closeAll := func() {
 		for _, f := range procs {
 			f.Close()
@@ -398,7 +400,7 @@ func (r *run) cgroupFiles() (procs []*os.File, dir *os.File, err error) {
 		}
 		procs = append(procs, f)
 	}
-	if r.cg.Mode() == cgroup.V2 {
+	if withDir && r.cg.Mode() == cgroup.V2 {
 		if dir, err = r.cg.OpenDir(); err != nil {
 			closeAll()
 			return nil, nil, &SetupError{Stage: "open cgroup", Err: err}

@@ -47,6 +47,8 @@ var (
 	flagDuration = flag.Duration("duration", 2*time.Second, "length of each concurrent throughput measurement (one per contender per round)")
 	flagLatency  = flag.Duration("latency-duration", time.Second, "time spent on sequential single runs per contender per round (at least 5 runs)")
 	flagWorkers  = flag.Int("workers", 2, "concurrent workers in the throughput measurement")
+	flagIdleRuns = flag.Int("idle-runs", 10, "single runs per contender per round that each follow -idle-gap of idleness (0: none)")
+	flagIdleGap  = flag.Duration("idle-gap", 50*time.Millisecond, "idle time before each of the -idle-runs runs")
 	flagOut      = flag.String("out", "", "also write the markdown report to `FILE`")
 	flagRootfs   = flag.String("rootfs", "", "busybox root filesystem `DIR` (required): /bin/busybox and applet links")
 	flagBundle   = flag.String("bundle", "", "OCI bundle `DIR` for runc and crun, its config.json running /bin/true on -rootfs (empty: runc and crun are reported as not run)")
@@ -87,6 +89,7 @@ type contender struct {
 	// Results.
 	err         error // why the contender produced no numbers
 	lat         []time.Duration
+	idleLat     []time.Duration // runs that followed -idle-gap of idleness
 	thr         []float64
 	runs, fails int
 	firstFail   error
@@ -185,6 +188,7 @@ func main() {
 				continue
 			}
 			latencyBatch(c, *flagLatency)
+			idleBatch(c, *flagIdleRuns, *flagIdleGap)
 			throughputBatch(c, *flagWorkers, *flagDuration)
 			if c.err == nil && c.runs > 0 && c.fails == c.runs {
 				c.err = fmt.Errorf("every timed run failed: %v", c.firstFail)
@@ -569,6 +573,30 @@ func latencyBatch(c *contender, d time.Duration) {
 			t0 := time.Now()
 			err := c.run(context.Background())
 			c.record(time.Since(t0), err, true)
+		}
+	})
+	if err != nil {
+		c.err = err
+	}
+}
+
+// idleBatch times n single runs, each after the harness and its runs have
+// been idle for gap: the pattern of a judge between submissions or a test
+// suite between tests, in which kernel paths that are fast only while they
+// run often (RCU-synchronized ones) show.
+func idleBatch(c *contender, n int, gap time.Duration) {
+	err := c.onThread(func() {
+		for range n {
+			time.Sleep(gap)
+			t0 := time.Now()
+			err := c.run(context.Background())
+			d := time.Since(t0)
+			c.record(d, err, false)
+			if err == nil {
+				c.mu.Lock()
+				c.idleLat = append(c.idleLat, d)
+				c.mu.Unlock()
+			}
 		}
 	})
 	if err != nil {

@@ -20,6 +20,8 @@ type stats struct {
 	thrMed, thrMin    float64 // runs/s
 	thrMax            float64
 	latRuns, thrCount int
+	idleMed           float64 // ms; 0 when not measured
+	idleRuns          int
 }
 
 func (c *contender) stats() stats {
@@ -31,8 +33,16 @@ func (c *contender) stats() stats {
 	thr := slices.Clone(c.thr)
 	slices.Sort(thr)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	var idleMed float64
+	if len(c.idleLat) > 0 {
+		idle := slices.Clone(c.idleLat)
+		slices.Sort(idle)
+		idleMed = ms(median(idle))
+	}
 	return stats{
 		ok:       true,
+		idleMed:  idleMed,
+		idleRuns: len(c.idleLat),
 		latMed:   ms(median(lat)),
 		latP90:   ms(lat[(len(lat)*9)/10]),
 		thrMed:   median(thr),
@@ -88,10 +98,11 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 	}
 	p("- Versions: %s\n", versions())
 	p("- Method: rounds: %d; in each round every contender, in an order rotated from round to round, "+
-		"does sequential single runs for %s (at least %d) and then runs with %d concurrent workers for %s. "+
+		"does sequential single runs for %s (at least %d), %d single runs each after %s of idleness, "+
+		"and then runs with %d concurrent workers for %s. "+
 		"Latency is the median of all sequential runs; runs/s is the median over rounds (range in the notes). "+
 		"Every contender was checked first: /bin/true exits 0 and, for the sandboxes, `sh -c 'echo $$'` prints a small PID.\n",
-		*flagRounds, *flagLatency, minLatencyRuns, *flagWorkers, *flagDuration)
+		*flagRounds, *flagLatency, minLatencyRuns, *flagIdleRuns, *flagIdleGap, *flagWorkers, *flagDuration)
 	p("- Ratios are contender ÷ baseline, measured in this same run: for throughput above 1 is faster, for latency below 1 is faster. " +
 		"Report ratios, not absolute numbers: the machine is noisy.\n\n")
 
@@ -105,8 +116,8 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 		ws = bwrap.stats()
 	}
 
-	p("| contender | median latency ms | runs/s (%d workers) | ratio vs plain exec (throughput) | ratio vs bubblewrap (throughput / latency) | notes |\n", *flagWorkers)
-	p("|---|---:|---:|---:|---:|---|\n")
+	p("| contender | median latency ms | after %s idle: median ms (vs bubblewrap) | runs/s (%d workers) | ratio vs plain exec (throughput) | ratio vs bubblewrap (throughput / latency) | notes |\n", *flagIdleGap, *flagWorkers)
+	p("|---|---:|---:|---:|---:|---:|---|\n")
 	var failed []*contender
 	for _, c := range cs {
 		s := c.stats()
@@ -116,7 +127,7 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 			if c.err != nil {
 				why = c.err.Error()
 			}
-			p("| %s | – | – | – | – | **FAILED**: %s |\n", c.name, cell(why, 200))
+			p("| %s | – | – | – | – | – | **FAILED**: %s |\n", c.name, cell(why, 200))
 			continue
 		}
 		var notes []string
@@ -132,7 +143,11 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 		if c.fails > 0 {
 			notes = append(notes, fmt.Sprintf("**%d of %d timed runs failed**, first: %s", c.fails, c.runs, cell(c.firstFail.Error(), 150)))
 		}
-		p("| %s | %.2f | %.0f | %s | %s / %s | %s |\n", c.name, s.latMed, s.thrMed,
+		idle := "–"
+		if s.idleRuns > 0 {
+			idle = fmt.Sprintf("%.2f (%s)", s.idleMed, ratio(s.idleMed, ws.idleMed, ws.ok && ws.idleRuns > 0))
+		}
+		p("| %s | %.2f | %s | %.0f | %s | %s / %s | %s |\n", c.name, s.latMed, idle, s.thrMed,
 			ratio(s.thrMed, bs.thrMed, bs.ok),
 			ratio(s.thrMed, ws.thrMed, ws.ok), ratio(s.latMed, ws.latMed, ws.ok),
 			strings.Join(notes, "; "))

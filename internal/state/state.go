@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -83,21 +84,33 @@ func Ensure(sub ...string) (string, error) {
 	if rel != "" && !filepath.IsLocal(rel) {
 		return "", &fs.PathError{Op: "state", Path: rel, Err: fmt.Errorf("%w: not a local path", fs.ErrInvalid)}
 	}
+	dir := filepath.Join(top, rel)
+	// Every run ensures its directories: one that this process made or
+	// checked is taken on a single stat (a dozen system calls fewer).
+	if _, ok := ensured.Load(dir); ok {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return dir, nil
+		}
+		ensured.Delete(dir)
+	}
 	if err := ensureTop(top); err != nil {
 		return "", err
 	}
-	dir := top
-	if rel == "" {
-		return dir, nil
-	}
-	for _, elem := range strings.Split(rel, string(filepath.Separator)) {
-		dir = filepath.Join(dir, elem)
-		if err := mkdir(dir, 0o755); err != nil {
-			return "", err
+	dir = top
+	if rel != "" {
+		for _, elem := range strings.Split(rel, string(filepath.Separator)) {
+			dir = filepath.Join(dir, elem)
+			if err := mkdir(dir, 0o755); err != nil {
+				return "", err
+			}
 		}
 	}
+	ensured.Store(dir, struct{}{})
 	return dir, nil
 }
+
+// ensured holds the directories Ensure made or checked.
+var ensured sync.Map // string -> struct{}
 
 // ensureTop creates the state directory if needed and checks who may write
 // to it.

@@ -86,6 +86,24 @@ func TestEnsure(t *testing.T) {
 	}
 }
 
+// A directory Ensure made and something then removed is made again.
+func TestEnsureAfterRemoval(t *testing.T) {
+	top := filepath.Join(t.TempDir(), "state")
+	t.Setenv(EnvDir, top)
+	dir, err := Ensure("locks")
+	require.NoError(t, err)
+	require.NoError(t, os.RemoveAll(top))
+	again, err := Ensure("locks")
+	require.NoError(t, err)
+	assert.Equal(t, dir, again)
+	assert.DirExists(t, again)
+	// A file in its place is refused, not taken for the directory.
+	require.NoError(t, os.Remove(again))
+	require.NoError(t, os.WriteFile(again, nil, 0o600))
+	_, err = Ensure("locks")
+	assert.Error(t, err)
+}
+
 func TestEnsureErrors(t *testing.T) {
 	top := t.TempDir()
 	t.Setenv(EnvDir, top)

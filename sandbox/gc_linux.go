@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -87,9 +88,13 @@ func newGroup(group *cgroup.Config) (*cgroup.Manager, error) {
 }
 
 // release removes the lock; the cgroup it names must be gone by then.
-func (l *runLock) release() {
-	os.Remove(l.path)
+func (l *runLock) release() error {
+	err := os.Remove(l.path)
 	l.f.Close()
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return err
 }
 
 var gcOnce sync.Once
@@ -134,13 +139,12 @@ func CollectGarbage() (*GCReport, error) {
 		if err != nil {
 			continue
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close() // alive
+		rec, ok := deadLock(f, path)
+		if !ok {
+			f.Close()
 			continue
 		}
-		var rec lockRecord
-		b, _ := os.ReadFile(path)
-		if json.Unmarshal(b, &rec) == nil && rec.Name != "" && rec.Pid != os.Getpid() {
+		if rec.Name != "" && rec.Pid != os.Getpid() {
 			removed, err := removeGroupTree(rec.Parent, rec.Name)
 			rep.Cgroups = append(rep.Cgroups, removed...)
 			if err != nil {
@@ -154,6 +158,27 @@ func CollectGarbage() (*GCReport, error) {
 		f.Close()
 	}
 	return rep, errors.Join(errs...)
+}
+
+// deadLock takes the lock f, opened at path, and returns its record, if
+// its owner is dead. A live owner may have released f since it was opened
+// and linked a new lock under the same name (names are reused): only the
+// file still at path counts, and its record is read from f itself.
+func deadLock(f *os.File, path string) (lockRecord, bool) {
+	var rec lockRecord
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return rec, false // alive
+	}
+	var held, named unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &held) != nil || unix.Stat(path, &named) != nil ||
+		held.Dev != named.Dev || held.Ino != named.Ino {
+		return rec, false // released, and maybe replaced
+	}
+	b, err := io.ReadAll(f)
+	if err != nil || json.Unmarshal(b, &rec) != nil {
+		rec = lockRecord{}
+	}
+	return rec, true
 }
 
 // removeGroupTree kills and removes a group and its children.

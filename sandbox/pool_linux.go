@@ -48,6 +48,7 @@ type pooledSandbox struct {
 	// its command is then born in the group, by vfork.)
 	cg          *cgroup.Manager
 	lock        *runLock
+	name        *runNameHolder
 	initInGroup bool
 }
 
@@ -152,7 +153,9 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	}
 	ps := &pooledSandbox{proc: proc, plan: pl}
 	if cgroupErr() == nil {
-		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: runName(), NoFreezer: true}); err != nil {
+		ps.name = takeRunName()
+		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}); err != nil {
+			ps.name.stale = true // the name may be taken: by a stale group, say
 			ps.discard()
 			return nil, err
 		}
@@ -177,12 +180,13 @@ func (ps *pooledSandbox) discard() {
 	if ps.plan.netns != nil {
 		ps.plan.netns.Close()
 	}
-	if ps.cg != nil {
-		deleteGroup(ps.cg)
+	if ps.cg != nil && deleteGroup(ps.cg) != nil {
+		ps.name.stale = true
 	}
-	if ps.lock != nil {
-		ps.lock.release()
+	if ps.lock != nil && ps.lock.release() != nil {
+		ps.name.stale = true
 	}
+	ps.name.giveBack()
 }
 
 // Run runs c in one of the pool's sandboxes, as c.Run would in a fresh
@@ -230,8 +234,8 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 			ps.discard()
 			return nil, &SetupError{Stage: "set cgroup limits", Err: err}
 		}
-		r.cg = ps.cg
-		r.cleanup = append(r.cleanup, r.removeCgroup, ps.lock.release)
+		r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name
+		r.cleanup = append(r.cleanup, r.name.giveBack, r.removeCgroup, r.releaseLock)
 	}
 	if err := r.start(ps.plan); err != nil {
 		if r.proc == nil {

@@ -898,6 +898,10 @@ const deleteTimeout = 500 * time.Millisecond
 // the group is busy, as it may just after its last process exited. Deleting
 // a group that is gone returns nil.
 func (m *Manager) Delete() error {
+	// The group may have been a parent that New made ready: a group made
+	// later under the same name is a new directory, without the
+	// controllers enabled in the old one.
+	readyParents.Delete(strings.TrimPrefix(m.path, "/"))
 	var errs []error
 	deadline := time.Now().Add(deleteTimeout)
 	for i := len(m.dirs) - 1; i >= 0; i-- {

@@ -373,6 +373,24 @@ func TestJoinFiles(t *testing.T) {
 	}
 }
 
+// A parent deleted and made again under the same name is made ready again:
+// on v2 its children need the controllers enabled in the new directory.
+func TestParentRemadeUnderSameName(t *testing.T) {
+	requireCgroups(t)
+	parent := testParent(t)
+	pids, cpus := int64(10), 1.0
+	for range 2 {
+		// With a CPU limit, so that the parent is in every hierarchy the
+		// child's creation would otherwise add it to.
+		p, err := New(Config{Parent: parent, Name: "p", Resources: Resources{CPUs: &cpus}})
+		require.NoError(t, err)
+		c, err := New(Config{Parent: parent + "/p", Name: "c", Resources: Resources{Pids: &pids}})
+		require.NoError(t, err, "a child with a pids limit under a parent made again")
+		require.NoError(t, c.Delete())
+		require.NoError(t, p.Delete())
+	}
+}
+
 func TestNewDefaultParent(t *testing.T) {
 	requireCgroups(t)
 	m, err := New(Config{Name: fmt.Sprintf("test-%d", os.Getpid())})

@@ -26,7 +26,7 @@ func TestNameSet(t *testing.T) {
 
 // A name whose group or lock may be left is never handed out again.
 func TestRunNameStale(t *testing.T) {
-	h := &runNameHolder{n: runNames.get()}
+	h := takeRunName()
 	h.stale = true
 	h.giveBack()
 	for range 3 {
@@ -59,6 +59,35 @@ func TestRunNamesReused(t *testing.T) {
 	}
 	assert.Equal(t, names[0], names[1])
 	assert.Equal(t, names[0], names[2])
+}
+
+// A sandbox's commands, one after another, reuse one cgroup name too, and
+// so do sandboxes.
+func TestSandboxNamesReused(t *testing.T) {
+	testenv.RequireRoot(t)
+	if err := cgroupErr(); err != nil {
+		t.Skipf("no cgroups here: %v", err)
+	}
+	img := rootfs.Dir(testenv.BusyboxRoot(t))
+	var sbNames []string
+	for range 2 {
+		sb, err := New(context.Background(), img, nil)
+		testenv.SkipIfUnsupported(t, "sandbox", err)
+		require.NoError(t, err)
+		sbNames = append(sbNames, sb.cg.Path())
+		var names []string
+		for range 3 {
+			r, err := sb.Command("/bin/true").start(context.Background())
+			require.NoError(t, err)
+			names = append(names, r.cgroup.Name)
+			res, err := r.wait()
+			require.NoError(t, err)
+			require.Equal(t, OK, res.Status)
+		}
+		assert.Equal(t, []string{names[0], names[0], names[0]}, names)
+		require.NoError(t, sb.Close())
+	}
+	assert.Equal(t, sbNames[0], sbNames[1])
 }
 
 // Lock names are reused: a lock that CollectGarbage opened, then released

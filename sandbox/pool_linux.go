@@ -48,7 +48,7 @@ type pooledSandbox struct {
 	// its command is then born in the group, by vfork.)
 	cg          *cgroup.Manager
 	lock        *runLock
-	name        *runNameHolder
+	name        *nameHolder
 	initInGroup bool
 }
 

@@ -202,7 +202,7 @@ type run struct {
 	// pooled, when set, is a sandbox a Pool set up ahead for this run.
 	pooled *pooledSandbox
 	// name holds the number in the run's own cgroup's name, if it has one.
-	name *runNameHolder
+	name *nameHolder
 
 	startTime      time.Time
 	stdinW         *os.File
@@ -673,9 +673,9 @@ func (r *run) releaseLock() {
 // runs at once. Every name removed leaves a negative dentry in the kernel
 // (the lock file, the group's directory in each v1 hierarchy) that stays
 // until memory runs short: unique names left four per run, millions in a
-// day of judging, each lengthening the hash chains that every path lookup
-// on the machine walks.
-var runNames nameSet
+// day of judging. Sandboxes ("sb-PID-N") and the commands of each
+// ("exec-N", in its group) are numbered the same way.
+var runNames, sandboxNames nameSet
 
 // nameSet hands out small positive numbers, the smallest free one first.
 type nameSet struct {
@@ -709,28 +709,32 @@ func (s *nameSet) put(n uint64) {
 	s.mu.Unlock()
 }
 
-// runName names a run's cgroup with number n: unique among live runs, and
-// saying which process owns it.
-func runName(n uint64) string {
-	return "run-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(n, 10)
+// nameHolder is a number from a nameSet, in a cgroup's name, given back
+// only if what was named by it is known to be gone.
+type nameHolder struct {
+	set    *nameSet
+	prefix string // "run-PID-", "sb-PID-", "exec-"
+	n      uint64
+	stale  bool // a group or lock by this name may still exist
 }
 
-// runNameHolder is a number from runNames, given back only if what was
-// named by it is known to be gone.
-type runNameHolder struct {
-	n     uint64
-	stale bool // a group or lock by this name may still exist
+func takeName(set *nameSet, prefix string) *nameHolder {
+	return &nameHolder{set: set, prefix: prefix, n: set.get()}
 }
 
-func takeRunName() *runNameHolder { return &runNameHolder{n: runNames.get()} }
+// takeRunName names a run's cgroup: unique among the live runs of this
+// process, and saying which process owns it.
+func takeRunName() *nameHolder {
+	return takeName(&runNames, "run-"+strconv.Itoa(os.Getpid())+"-")
+}
 
-func (h *runNameHolder) name() string { return runName(h.n) }
+func (h *nameHolder) name() string { return h.prefix + strconv.FormatUint(h.n, 10) }
 
 // giveBack returns the number, unless its group or lock may still be
 // there: then it is never handed out again.
-func (h *runNameHolder) giveBack() {
+func (h *nameHolder) giveBack() {
 	if h != nil && !h.stale && h.n != 0 {
-		runNames.put(h.n)
+		h.set.put(h.n)
 		h.n = 0
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,14 +30,15 @@ type Sandbox struct {
 	init   *forkexec.Process
 	cg     *cgroup.Manager // the sandbox's group: its limits, parent of every leaf
 	lock   *runLock
-	ns     []*os.File // the namespaces a command joins, in setns order
-	netNS  *os.File   // nil with NetworkHost
-	rootFd int        // the sandbox's root, for the file methods
+	name   *nameHolder // the number in cg's name
+	ns     []*os.File  // the namespaces a command joins, in setns order
+	netNS  *os.File    // nil with NetworkHost
+	rootFd int         // the sandbox's root, for the file methods
 
 	mu        sync.Mutex
 	closed    bool
 	active    sync.WaitGroup
-	execs     atomic.Uint64
+	execNames nameSet // numbers the commands' groups
 	listeners map[net.Listener]struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -90,12 +90,13 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 // boot starts the sandbox's init and opens what commands join.
 func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error {
 	if enf.cgroup {
-		name := sandboxName()
-		group := &cgroup.Config{Name: name, Resources: enf.resources}
+		sb.name = takeName(&sandboxNames, "sb-"+strconv.Itoa(os.Getpid())+"-")
+		group := &cgroup.Config{Name: sb.name.name(), Resources: enf.resources}
 		// The group holds the sandbox's limits; each command has a leaf
 		// of its own in it. Init stays out: it runs nothing.
 		var err error
 		if sb.lock, sb.cg, err = newLockedGroup(group); err != nil {
+			sb.name.stale = true // the name may be taken: by a stale group, say
 			return err
 		}
 	}
@@ -220,7 +221,8 @@ func (sb *Sandbox) start(ctx context.Context, c *Cmd) (*run, error) {
 	r := &run{ctx: ctx, cmd: &e, limits: limits, enf: enf, inSandbox: true}
 	r.cleanup = append(r.cleanup, sb.active.Done)
 	if sb.cg != nil {
-		r.cgroup = &cgroup.Config{Parent: cgroup.DefaultParent + "/" + sb.cgName(), Name: "exec-" + strconv.FormatUint(sb.execs.Add(1), 10), Resources: enf.resources}
+		r.name = takeName(&sb.execNames, "exec-")
+		r.cgroup = &cgroup.Config{Parent: cgroup.DefaultParent + "/" + sb.cgName(), Name: r.name.name(), Resources: enf.resources}
 		r.sharedLock = true
 	}
 	if err := r.start(plan); err != nil {
@@ -313,11 +315,13 @@ func (sb *Sandbox) teardown() error {
 	if sb.cg != nil {
 		if err := deleteGroup(sb.cg); err != nil {
 			errs = append(errs, err)
+			sb.name.stale = true
 		}
 	}
-	if sb.lock != nil {
-		sb.lock.release()
+	if sb.lock != nil && sb.lock.release() != nil {
+		sb.name.stale = true
 	}
+	sb.name.giveBack()
 	if sb.cfg.WritableLayer != "" {
 		removeWorkDir(sb.cfg.WritableLayer + "/work")
 	}
@@ -562,12 +566,4 @@ func writeIDMaps(p *forkexec.Process) error {
 		return &SetupError{Stage: "write id maps", Err: err}
 	}
 	return nil
-}
-
-var sandboxCounter atomic.Uint64
-
-// sandboxName names a sandbox's cgroup: unique, and saying which process
-// owns it.
-func sandboxName() string {
-	return "sb-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(sandboxCounter.Add(1), 10)
 }

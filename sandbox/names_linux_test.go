@@ -40,35 +40,42 @@ func TestRunNameStale(t *testing.T) {
 // negative dentry per v1 hierarchy and one for its lock file, which unique
 // names piled up by the million.
 func TestRunNamesReused(t *testing.T) {
+	img := cgroupImage(t)
+	var names []string
+	for range 3 {
+		names = append(names, runTrueIn(t, &Cmd{Image: img, Args: []string{"/bin/true"}}))
+	}
+	assert.Equal(t, []string{names[0], names[0], names[0]}, names)
+}
+
+// cgroupImage is a busybox image, on a machine where runs as root get
+// cgroups of their own; the test is skipped elsewhere.
+func cgroupImage(t *testing.T) rootfs.Image {
+	t.Helper()
 	testenv.RequireRoot(t)
 	if err := cgroupErr(); err != nil {
 		t.Skipf("no cgroups here: %v", err)
 	}
-	img := rootfs.Dir(testenv.BusyboxRoot(t))
-	var names []string
-	for range 3 {
-		c := &Cmd{Image: img, Args: []string{"/bin/true"}}
-		r, err := c.start(context.Background())
-		testenv.SkipIfUnsupported(t, "sandbox", err)
-		require.NoError(t, err)
-		require.NotNil(t, r.cgroup)
-		names = append(names, r.cgroup.Name)
-		res, err := r.wait()
-		require.NoError(t, err)
-		require.Equal(t, OK, res.Status)
-	}
-	assert.Equal(t, names[0], names[1])
-	assert.Equal(t, names[0], names[2])
+	return rootfs.Dir(testenv.BusyboxRoot(t))
+}
+
+// runTrueIn runs c, which must succeed, and returns its cgroup's name.
+func runTrueIn(t *testing.T, c *Cmd) string {
+	t.Helper()
+	r, err := c.start(context.Background())
+	testenv.SkipIfUnsupported(t, "sandbox", err)
+	require.NoError(t, err)
+	require.NotNil(t, r.cgroup)
+	res, err := r.wait()
+	require.NoError(t, err)
+	require.Equal(t, OK, res.Status)
+	return r.cgroup.Name
 }
 
 // A sandbox's commands, one after another, reuse one cgroup name too, and
 // so do sandboxes.
 func TestSandboxNamesReused(t *testing.T) {
-	testenv.RequireRoot(t)
-	if err := cgroupErr(); err != nil {
-		t.Skipf("no cgroups here: %v", err)
-	}
-	img := rootfs.Dir(testenv.BusyboxRoot(t))
+	img := cgroupImage(t)
 	var sbNames []string
 	for range 2 {
 		sb, err := New(context.Background(), img, nil)
@@ -77,12 +84,7 @@ func TestSandboxNamesReused(t *testing.T) {
 		sbNames = append(sbNames, sb.cg.Path())
 		var names []string
 		for range 3 {
-			r, err := sb.Command("/bin/true").start(context.Background())
-			require.NoError(t, err)
-			names = append(names, r.cgroup.Name)
-			res, err := r.wait()
-			require.NoError(t, err)
-			require.Equal(t, OK, res.Status)
+			names = append(names, runTrueIn(t, sb.Command("/bin/true")))
 		}
 		assert.Equal(t, []string{names[0], names[0], names[0]}, names)
 		require.NoError(t, sb.Close())

@@ -87,6 +87,23 @@ func newGroup(group *cgroup.Config) (*cgroup.Manager, error) {
 	return cg, nil
 }
 
+// freeGroup removes a group, killing what is left in it, then the lock that
+// names it (either may be nil), then gives their name back, unless one of
+// them may remain. It returns the group's removal error.
+func freeGroup(cg *cgroup.Manager, lock *runLock, name *nameHolder) error {
+	var err error
+	if cg != nil {
+		if err = deleteGroup(cg); err != nil {
+			name.markStale()
+		}
+	}
+	if lock != nil && lock.release() != nil {
+		name.markStale()
+	}
+	name.giveBack()
+	return err
+}
+
 // release removes the lock; the cgroup it names must be gone by then.
 func (l *runLock) release() error {
 	err := os.Remove(l.path)

@@ -155,7 +155,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	if cgroupErr() == nil {
 		ps.name = takeRunName()
 		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}); err != nil {
-			ps.name.stale = true // the name may be taken: by a stale group, say
+			ps.name.markStale() // the name may be taken: by a stale group, say
 			ps.discard()
 			return nil, err
 		}
@@ -180,13 +180,7 @@ func (ps *pooledSandbox) discard() {
 	if ps.plan.netns != nil {
 		ps.plan.netns.Close()
 	}
-	if ps.cg != nil && deleteGroup(ps.cg) != nil {
-		ps.name.stale = true
-	}
-	if ps.lock != nil && ps.lock.release() != nil {
-		ps.name.stale = true
-	}
-	ps.name.giveBack()
+	freeGroup(ps.cg, ps.lock, ps.name)
 }
 
 // Run runs c in one of the pool's sandboxes, as c.Run would in a fresh
@@ -234,8 +228,7 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 			ps.discard()
 			return nil, &SetupError{Stage: "set cgroup limits", Err: err}
 		}
-		r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name
-		r.cleanup = append(r.cleanup, r.name.giveBack, r.removeCgroup, r.releaseLock)
+		r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name // freed with the run
 	}
 	if err := r.start(ps.plan); err != nil {
 		if r.proc == nil {

@@ -246,10 +246,8 @@ func (r *run) start(plan *plan) (err error) {
 			r.undo()
 		}
 	}()
-	if r.name != nil && r.pooled == nil {
-		// Last of the cleanups: after the group and its lock are gone.
-		r.cleanup = append(r.cleanup, r.name.giveBack)
-	}
+	// First in, so last out: the group is removed once all else is done.
+	r.cleanup = append(r.cleanup, r.freeCgroup)
 	if c.WritableLayer != "" {
 		// The overlay's work dir is scratch space; the upper dir is the layer.
 		r.cleanup = append(r.cleanup, func() { removeWorkDir(filepath.Join(c.WritableLayer, "work")) })
@@ -372,24 +370,15 @@ func (r *run) makeCgroup() (err error) {
 	if r.cgroup == nil {
 		return nil
 	}
-	var cg *cgroup.Manager
 	if r.sharedLock {
-		cg, err = newGroup(r.cgroup)
+		r.cg, err = newGroup(r.cgroup)
 	} else {
-		r.lock, cg, err = newLockedGroup(r.cgroup)
-		if r.lock != nil {
-			r.cleanup = append(r.cleanup, r.releaseLock)
-		}
+		r.lock, r.cg, err = newLockedGroup(r.cgroup)
 	}
 	if err != nil {
-		if r.name != nil {
-			r.name.stale = true // the name may be taken: by a stale group, say
-		}
-		return err
+		r.name.markStale() // the name may be taken: by a stale group, say
 	}
-	r.cg = cg
-	r.cleanup = append(r.cleanup, r.removeCgroup)
-	return nil
+	return err
 }
 
 // cgroupFiles opens what the command needs to be in the run's cgroup from
@@ -653,19 +642,9 @@ func (r *run) cgroupStats(res *Result) error {
 	return nil
 }
 
-// removeCgroup kills whatever is left in the run's cgroup and removes it.
-func (r *run) removeCgroup() {
-	if err := deleteGroup(r.cg); err != nil && r.name != nil {
-		r.name.stale = true
-	}
-}
-
-// releaseLock removes the run's lock file.
-func (r *run) releaseLock() {
-	if err := r.lock.release(); err != nil && r.name != nil {
-		r.name.stale = true
-	}
-}
+// freeCgroup removes whatever the run has of its cgroup, its lock and its
+// name (see freeGroup).
+func (r *run) freeCgroup() { freeGroup(r.cg, r.lock, r.name) }
 
 // runNames numbers runs' cgroups (and their locks): "run-PID-N", N the
 // smallest number no run of this process holds. A name is taken back once
@@ -729,6 +708,13 @@ func takeRunName() *nameHolder {
 }
 
 func (h *nameHolder) name() string { return h.prefix + strconv.FormatUint(h.n, 10) }
+
+// markStale records that a group or lock by this name may still exist.
+func (h *nameHolder) markStale() {
+	if h != nil {
+		h.stale = true
+	}
+}
 
 // giveBack returns the number, unless its group or lock may still be
 // there: then it is never handed out again.

@@ -96,7 +96,7 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 		// of its own in it. Init stays out: it runs nothing.
 		var err error
 		if sb.lock, sb.cg, err = newLockedGroup(group); err != nil {
-			sb.name.stale = true // the name may be taken: by a stale group, say
+			sb.name.markStale() // the name may be taken: by a stale group, say
 			return err
 		}
 	}
@@ -312,16 +312,9 @@ func (sb *Sandbox) teardown() error {
 		unix.Close(sb.rootFd)
 		sb.rootFd = -1
 	}
-	if sb.cg != nil {
-		if err := deleteGroup(sb.cg); err != nil {
-			errs = append(errs, err)
-			sb.name.stale = true
-		}
+	if err := freeGroup(sb.cg, sb.lock, sb.name); err != nil {
+		errs = append(errs, err)
 	}
-	if sb.lock != nil && sb.lock.release() != nil {
-		sb.name.stale = true
-	}
-	sb.name.giveBack()
 	if sb.cfg.WritableLayer != "" {
 		removeWorkDir(sb.cfg.WritableLayer + "/work")
 	}

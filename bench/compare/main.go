@@ -98,7 +98,9 @@ type contender struct {
 	mu          sync.Mutex
 }
 
-func (c *contender) record(d time.Duration, err error, sequential bool) {
+// record counts a run and, when it succeeded and lat is set, adds its
+// latency d to *lat (c.lat or c.idleLat).
+func (c *contender) record(d time.Duration, err error, lat *[]time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.runs++
@@ -109,8 +111,8 @@ func (c *contender) record(d time.Duration, err error, sequential bool) {
 		}
 		return
 	}
-	if sequential {
-		c.lat = append(c.lat, d)
+	if lat != nil {
+		*lat = append(*lat, d)
 	}
 }
 
@@ -572,7 +574,7 @@ func latencyBatch(c *contender, d time.Duration) {
 		for i := 0; i < minLatencyRuns || time.Since(start) < d; i++ {
 			t0 := time.Now()
 			err := c.run(context.Background())
-			c.record(time.Since(t0), err, true)
+			c.record(time.Since(t0), err, &c.lat)
 		}
 	})
 	if err != nil {
@@ -590,13 +592,7 @@ func idleBatch(c *contender, n int, gap time.Duration) {
 			time.Sleep(gap)
 			t0 := time.Now()
 			err := c.run(context.Background())
-			d := time.Since(t0)
-			c.record(d, err, false)
-			if err == nil {
-				c.mu.Lock()
-				c.idleLat = append(c.idleLat, d)
-				c.mu.Unlock()
-			}
+			c.record(time.Since(t0), err, &c.idleLat)
 		}
 	})
 	if err != nil {
@@ -620,7 +616,7 @@ func throughputBatch(c *contender, workers int, d time.Duration) {
 			if err := c.onThread(func() {
 				for time.Now().Before(deadline) {
 					err := c.run(context.Background())
-					c.record(0, err, false)
+					c.record(0, err, nil)
 					if err == nil {
 						ok.Add(1)
 					}

@@ -362,14 +362,14 @@ func (s *system) manager(group string, withCPU, withFreezer bool) *Manager {
 	}
 	// On v1, a hierarchy only for a controller the group does without is
 	// left out (one that holds another controller too is needed anyway).
-	freezerRoot := s.freezer
-	if s.mode == V1 && !withFreezer && !slices.Contains([]string{s.memory, s.pids, s.cpu, s.cpuacct}, freezerRoot) {
-		freezerRoot = ""
+	leaveOut := func(want bool, root string, others ...string) string {
+		if s.mode == V1 && !want && !slices.Contains(others, root) {
+			return ""
+		}
+		return root
 	}
-	cpuRoot := s.cpu
-	if s.mode == V1 && !withCPU && !slices.Contains([]string{s.memory, s.pids, s.cpuacct, freezerRoot}, cpuRoot) {
-		cpuRoot = ""
-	}
+	freezerRoot := leaveOut(withFreezer, s.freezer, s.memory, s.pids, s.cpu, s.cpuacct)
+	cpuRoot := leaveOut(withCPU, s.cpu, s.memory, s.pids, s.cpuacct, freezerRoot)
 	m.memory, m.pids, m.cpu, m.cpuacct, m.freezer = dir(s.memory), dir(s.pids), dir(cpuRoot), dir(s.cpuacct), dir(freezerRoot)
 	for _, r := range s.roots {
 		if (r == s.cpu && r != cpuRoot) || (r == s.freezer && r != freezerRoot) {

@@ -96,11 +96,11 @@ func Ensure(sub ...string) (string, error) {
 	if err := ensureTop(top); err != nil {
 		return "", err
 	}
-	dir = top
 	if rel != "" {
+		p := top
 		for _, elem := range strings.Split(rel, string(filepath.Separator)) {
-			dir = filepath.Join(dir, elem)
-			if err := mkdir(dir, 0o755); err != nil {
+			p = filepath.Join(p, elem)
+			if err := mkdir(p, 0o755); err != nil {
 				return "", err
 			}
 		}

@@ -571,11 +571,7 @@ func Start(cfg *Config) (p *Process, err error) {
 			st.flags = uintptr(fd)
 		}
 	}
-	for _, st := range steps {
-		if st.kind == opWaitParent {
-			c.waitStep = true
-		}
-	}
+	c.waitStep = slices.ContainsFunc(steps, func(st Step) bool { return st.kind == opWaitParent })
 	// The command's cgroup files, opened by steps.
 	for _, s := range cfg.CgroupProcsSlots {
 		c.cgProcs = append(c.cgProcs, base+s)
@@ -943,16 +939,22 @@ func (p *Process) Wait() (*Exit, error) {
 
 // reap waits for init and closes its pidfd.
 func (p *Process) reap() (syscall.WaitStatus, error) {
+	ws, err := waitPid(p.Pid)
+	p.mu.Lock()
+	p.reaped = true
+	unix.Close(p.pidfd)
+	p.mu.Unlock()
+	return ws, err
+}
+
+// waitPid waits for the child pid to exit and reaps it.
+func waitPid(pid int) (syscall.WaitStatus, error) {
 	var ws syscall.WaitStatus
 	for {
-		_, err := syscall.Wait4(p.Pid, &ws, 0, nil)
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
 		if err == syscall.EINTR {
 			continue
 		}
-		p.mu.Lock()
-		p.reaped = true
-		unix.Close(p.pidfd)
-		p.mu.Unlock()
 		if err != nil {
 			return ws, os.NewSyscallError("wait4", err)
 		}

@@ -421,12 +421,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bo
 // close ends the zygote and frees what it held.
 func (z *zygote) close() {
 	unix.PidfdSendSignal(z.pidfd, unix.SIGKILL, nil, 0)
-	var ws syscall.WaitStatus
-	for {
-		if _, err := syscall.Wait4(z.pid, &ws, 0, nil); err != syscall.EINTR {
-			break
-		}
-	}
+	waitPid(z.pid)
 	unix.Close(z.pidfd)
 	unix.Close(z.conn)
 	unix.Close(z.zconn)

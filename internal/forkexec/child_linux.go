@@ -235,11 +235,7 @@ func initMain(c *childData) {
 		if c.req.DirOff >= 0 {
 			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(&c.req.Data[c.req.DirOff])), 0, 0)
 			if err1 == 0 {
-				// As the CheckCwd step: inside the root, or refused.
-				_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
-				if err1 == 0 && c.cwdBuf[0] != '/' {
-					err1 = syscall.ENOENT
-				}
+				err1 = checkCwd(c) // as the CheckCwd step
 			}
 			if err1 != 0 {
 				idx = stageChdir
@@ -466,6 +462,20 @@ fail:
 	childFail(c, idx, err1, 127)
 }
 
+// checkCwd fails unless the working directory is a path inside the root
+// (see CheckCwd).
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func checkCwd(c *childData) syscall.Errno {
+	_, _, err1 := syscall.RawSyscall6(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0, 0, 0, 0)
+	if err1 == 0 && c.cwdBuf[0] != '/' {
+		err1 = syscall.ENOENT
+	}
+	return err1
+}
+
 // waitGoAhead reads the parent's go-ahead byte. EOF means the parent gave
 // up on us: exit.
 //
@@ -563,10 +573,7 @@ func runSteps(c *childData) (idx int32, err1 syscall.Errno) {
 				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
 			}
 		case opCheckCwd:
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_GETCWD, uintptr(unsafe.Pointer(&c.cwdBuf[0])), uintptr(len(c.cwdBuf)), 0)
-			if err1 == 0 && c.cwdBuf[0] != '/' {
-				err1 = syscall.ENOENT
-			}
+			err1 = checkCwd(c)
 		case opOpenTree, opOpenFile:
 			// A descriptor, moved to its slot (the descriptor flags).
 			if o.kind == opOpenTree {

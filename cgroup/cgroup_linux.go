@@ -901,12 +901,24 @@ func (m *Manager) Delete() error {
 	// The group may have been a parent that New made ready: a group made
 	// later under the same name is a new directory, without the
 	// controllers enabled in the old one.
-	readyParents.Delete(strings.TrimPrefix(m.path, "/"))
+	_, wasParent := readyParents.LoadAndDelete(strings.TrimPrefix(m.path, "/"))
 	var errs []error
 	deadline := time.Now().Add(deleteTimeout)
 	for i := len(m.dirs) - 1; i >= 0; i-- {
 		if err := rmdirRetry(m.dirs[i], deadline); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if wasParent {
+		// New made the parent's directory in every hierarchy (makeParent),
+		// also in those the parent itself is not in (on v1, cpu for a
+		// parent without a CPU limit): they go with it.
+		for _, root := range m.sys.roots {
+			if d := root + m.path; !slices.Contains(m.dirs, d) {
+				if err := rmdirRetry(d, deadline); err != nil {
+					errs = append(errs, err)
+				}
+			}
 		}
 	}
 	if len(errs) > 0 {

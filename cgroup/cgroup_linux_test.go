@@ -378,16 +378,32 @@ func TestJoinFiles(t *testing.T) {
 func TestParentRemadeUnderSameName(t *testing.T) {
 	requireCgroups(t)
 	parent := testParent(t)
-	pids, cpus := int64(10), 1.0
+	pids := int64(10)
 	for range 2 {
-		// With a CPU limit, so that the parent is in every hierarchy the
-		// child's creation would otherwise add it to.
-		p, err := New(Config{Parent: parent, Name: "p", Resources: Resources{CPUs: &cpus}})
+		p, err := New(Config{Parent: parent, Name: "p"})
 		require.NoError(t, err)
 		c, err := New(Config{Parent: parent + "/p", Name: "c", Resources: Resources{Pids: &pids}})
 		require.NoError(t, err, "a child with a pids limit under a parent made again")
 		require.NoError(t, c.Delete())
 		require.NoError(t, p.Delete())
+	}
+}
+
+// A parent deleted after its children leaves no directory in any
+// hierarchy, also where New made it only for a child (on v1, cpu for a
+// child with a CPU limit under a parent without).
+func TestParentDeleteLeavesNothing(t *testing.T) {
+	requireCgroups(t)
+	parent := testParent(t)
+	cpus := 0.5
+	p, err := New(Config{Parent: parent, Name: "p"})
+	require.NoError(t, err)
+	c, err := New(Config{Parent: parent + "/p", Name: "c", Resources: Resources{CPUs: &cpus}})
+	require.NoError(t, err)
+	require.NoError(t, c.Delete())
+	require.NoError(t, p.Delete())
+	for _, root := range p.sys.roots {
+		assert.NoDirExists(t, root+p.Path())
 	}
 }
 

@@ -132,6 +132,9 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	defer null.Close()
 	cfg := pl.config
 	cfg.Stdio = [3]*os.File{null, null, null}
+	// On v2 init joins the run's group (initInGroup), where the OOM
+	// killer may choose it: it must not share the zygote's memory.
+	cfg.OwnMemory = cgroup.DetectMode() == cgroup.V2
 	proc, err := forkexec.Start(&cfg)
 	if err != nil {
 		if pl.netns != nil {

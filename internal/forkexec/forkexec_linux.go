@@ -178,8 +178,15 @@ type Config struct {
 	Immediate bool
 	// OOMScoreAdj makes the command the OOM killer's first choice
 	// (oom_score_adj 1000), rather than init: init is a copy of the
-	// caller's address space, so its resident size looks large.
+	// caller's address space, so its resident size looks large. (An init
+	// the zygote clones has that score from it in any case.)
 	OOMScoreAdj bool
+	// OwnMemory gives init a copy of the zygote's memory where it could
+	// share it (see zygote): for an init that will be put in a cgroup
+	// with a memory limit. There the OOM killer might choose init, and
+	// it kills every process that shares the victim's memory: the
+	// zygote and every other init with it.
+	OwnMemory bool
 }
 
 // SocketSpec are socket(2)'s arguments.
@@ -283,6 +290,10 @@ type childData struct {
 	// dispositions are all default and whose copy of the caller's command
 	// line is blank already.
 	fromZygote bool
+	// comm is the name an init cloned by the zygote takes.
+	comm [16]byte
+	// ownMemory: Config.OwnMemory.
+	ownMemory bool
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -372,6 +383,7 @@ type Process struct {
 	steps   []Step
 	dir     string // a deferred child's command's working directory
 	pidfd   int
+	release func() // gives back what init used of the zygote's, once reaped
 	c       *childData
 	reqConn *os.File
 	goW     *os.File
@@ -420,6 +432,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		memPath:    memPath,
 		pause:      cfg.Pause,
 		immediate:  cfg.Immediate,
+		ownMemory:  cfg.OwnMemory,
 	}
 	for _, f := range cfg.Join {
 		c.join = append(c.join, int(f.Fd()))
@@ -587,7 +600,7 @@ func Start(cfg *Config) (p *Process, err error) {
 		return nil, err
 	}
 
-	pid, pidfd, errno := startInit(c)
+	pid, pidfd, release, errno := startInit(c)
 	if errno != 0 {
 		goW.Close()
 		errR.Close()
@@ -597,6 +610,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	return &Process{
 		Pid:     pid,
 		pidfd:   pidfd,
+		release: release,
 		c:       c,
 		reqConn: reqMine,
 		steps:   cfg.Steps,
@@ -943,6 +957,10 @@ func (p *Process) reap() (syscall.WaitStatus, error) {
 	p.mu.Lock()
 	p.reaped = true
 	unix.Close(p.pidfd)
+	if err == nil && p.release != nil {
+		p.release()
+		p.release = nil
+	}
 	p.mu.Unlock()
 	return ws, err
 }

@@ -32,5 +32,8 @@ func rawCloneOn(flags, stack, ptid uintptr, fn uintptr, arg unsafe.Pointer) (pid
 // zygoteEntryPC is zygoteEntry's ABI0 entry, for rawCloneOn.
 func zygoteEntryPC() uintptr
 
+// initEntryPC is initEntry's ABI0 entry, for rawCloneOn.
+func initEntryPC() uintptr
+
 // haveZygote: the zygote needs rawCloneOn.
 const haveZygote = true

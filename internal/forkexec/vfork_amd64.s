@@ -95,3 +95,9 @@ TEXT ·zygoteEntryPC(SB),NOSPLIT,$0-8
 	MOVQ	$·zygoteEntry(SB), AX
 	MOVQ	AX, ret+0(FP)
 	RET
+
+// func initEntryPC() uintptr
+TEXT ·initEntryPC(SB),NOSPLIT,$0-8
+	MOVQ	$·initEntry(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET

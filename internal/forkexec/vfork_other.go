@@ -36,3 +36,5 @@ func rawCloneOn(flags, stack, ptid uintptr, fn uintptr, arg unsafe.Pointer) (pid
 }
 
 func zygoteEntryPC() uintptr { return 0 }
+
+func initEntryPC() uintptr { return 0 }

@@ -32,7 +32,22 @@ import (
 // A request is a childData with everything it points to, copied into a
 // staging area mapped before the zygote was born: at the same address in
 // both processes, so its pointers hold in the zygote's copy, and in init's
-// copy of that.
+// copy of that. It goes to the zygote in a message, after a zygoteHeader.
+//
+// An init of a new PID namespace, without a user namespace, shares the
+// zygote's memory (CLONE_VM) instead of getting a copy of it: its clone
+// copies no page tables and its exit frees none, which took a tenth of a
+// run's time. Such an init needs memory of its own in that space for as
+// long as it lives, for its request and its stack: a slot of the slot
+// area, shared memory (MAP_SHARED) mapped before the zygote was born, into
+// which the caller writes the request directly. The caller gives the slot
+// back once it has reaped the init: the kernel ends every other process of
+// a PID namespace (the command, vforked on init's stack, among them)
+// before its init can be reaped, so nothing uses the slot after that.
+// Inits in a user namespace keep a copy: their unprivileged caller writes
+// their ID maps, which it could not once one of them had made the shared
+// memory non-dumpable. So do all inits under the race detector, whose
+// instrumentation of initEntry's entry needs a Go runtime.
 //
 // A zygote made before the process changed its uid, gids, capabilities,
 // no_new_privs or seccomp mode is replaced at the next start. What it does
@@ -43,24 +58,29 @@ import (
 type zygote struct {
 	pid   int
 	pidfd int
-	conn  int      // our end of the request socket
-	stage []byte   // the staging area
-	mem   []byte   // the mapping that holds the zygote's stack, then this
-	dead  bool     // it stopped answering: to be replaced
-	id    identity // the process's when the zygote was made
+	conn  int       // our end of the request socket
+	stage []byte    // the staging area
+	mem   []byte    // the mapping that holds the zygote's stack, then this
+	dead  bool      // it stopped answering: to be replaced
+	id    identity  // the process's when the zygote was made
+	slots *slotArea // also in zygSlots: z is in memory the collector does not scan
 
 	// Used by the zygote, in its copy.
-	zconn    int
-	msg      unix.Msghdr
-	iov      unix.Iovec
-	reply    zygoteReply
-	name     [16]byte // the zygote's command name
-	initName [16]byte // its inits'
-	parent   uintptr  // our pid: the zygote exits if its parent is gone
-	initFn   func(*childData)
-	sigdfl   [4]uintptr // a kernel sigaction of SIG_DFL
-	memPath  [16]byte   // /proc/self/mem
-	blank    [2][2]uintptr
+	slotBase  unsafe.Pointer // the slot area
+	nslots    uintptr
+	zconn     int
+	msg       unix.Msghdr
+	iov       unix.Iovec
+	reply     zygoteReply
+	name      [16]byte // the zygote's command name
+	parent    uintptr  // our pid: the zygote exits if its parent is gone
+	initFn    func(*childData)
+	initEntry uintptr    // initEntry's ABI0 entry, for rawCloneOn
+	sigdfl    [4]uintptr // a kernel sigaction of SIG_DFL
+	memPath   [16]byte   // /proc/self/mem
+	oomPath   [32]byte   // /proc/self/oom_score_adj
+	oomValue  [4]byte
+	blank     [2][2]uintptr
 	// What the zygote frees of its copy of the process, see dropRanges.
 	drop  [64][2]uintptr
 	ndrop int
@@ -72,9 +92,36 @@ type zygoteReply struct {
 	Errno int32
 }
 
+// zygoteHeader starts every request message. Slot is the slot whose
+// request area holds the request, or -1: the request follows the header
+// in the message.
+type zygoteHeader struct {
+	Slot int64
+	_    int64
+}
+
+const headerSize = int(unsafe.Sizeof(zygoteHeader{}))
+
+// A request in the message is laid out from headerSize on, where the
+// zygote looks for it: the childData first, at that offset.
+var _ [0]struct{} = [uintptr(headerSize) % unsafe.Alignof(childData{})]struct{}{}
+
 // stageSize bounds a request: argv and environment included. Larger ones
 // are cloned from the caller directly.
 const stageSize = 1 << 20
+
+// The slot area: numSlots slots of slotSize bytes, each a request area
+// followed by a stack of slotStack bytes (init's nosplit code needs a few
+// kilobytes at most; it would overrun its own request, not another slot).
+// A request larger than a slot's area goes in the message, and its init
+// gets a copy of the zygote's memory; so does one made while every slot is
+// taken. The area is reserved, not committed: a slot's pages are there
+// once it has been used.
+const (
+	slotSize  = 128 << 10
+	slotStack = 32 << 10
+	numSlots  = 1024
+)
 
 // zygoteStack is the size of the zygote's stack, and of its inits'.
 const zygoteStack = 256 << 10
@@ -86,6 +133,10 @@ var (
 	zyg       *zygote
 	zygoteOff bool
 	started   int // inits started so far
+	// zygSlots is zyg's slot area, which the zygote struct, in memory of
+	// its own, does not keep alive for the garbage collector. (An older
+	// one lives on in the release funcs of its inits.)
+	zygSlots *slotArea
 )
 
 // startInit clones an init for c, through the zygote when there is one.
@@ -94,7 +145,9 @@ var (
 // than a zygote would. It is made on the forker thread, to which its
 // parent-death signal, and its inits', is then tied; a request to it can
 // come from any thread.
-func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
+//
+// release, when not nil, is to be called once init has been reaped.
+func startInit(c *childData) (pid, pidfd int, release func(), errno syscall.Errno) {
 	zygMu.Lock()
 	started++
 	if zyg != nil {
@@ -117,10 +170,10 @@ func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 		})
 	}
 	if zyg != nil {
-		pid, pidfd, errno, ok := zyg.clone(c)
+		pid, pidfd, release, errno, ok := zyg.clone(c)
 		if ok {
 			zygMu.Unlock()
-			return pid, pidfd, errno
+			return pid, pidfd, release, errno
 		}
 		if zyg.dead {
 			zyg.close()
@@ -128,7 +181,8 @@ func startInit(c *childData) (pid, pidfd int, errno syscall.Errno) {
 		}
 	}
 	zygMu.Unlock()
-	return forkOnForkerThread(c)
+	pid, pidfd, errno = forkOnForkerThread(c)
+	return pid, pidfd, nil, errno
 }
 
 // zygotePid returns the zygote's pid, or 0 when there is none (yet). It is
@@ -190,6 +244,12 @@ func newZygote() (*zygote, error) {
 		return fail(os.NewSyscallError("mmap", err))
 	}
 	undo = append(undo, func() { unix.Munmap(stage) })
+	slots, err := unix.Mmap(-1, 0, numSlots*slotSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return fail(os.NewSyscallError("mmap", err))
+	}
+	undo = append(undo, func() { unix.Munmap(slots) })
 	// The zygote's stack, and the zygote itself after it: all it keeps of
 	// the process's writable memory besides the staging area.
 	header := (int(unsafe.Sizeof(zygote{})) + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
@@ -207,16 +267,21 @@ func newZygote() (*zygote, error) {
 	// kernel allows they are cloned directly.
 	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
 	z := (*zygote)(unsafe.Pointer(&mem[zygoteStack]))
+	area := &slotArea{mem: slots}
+	zygSlots = area
 	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, id: id,
-		parent: uintptr(os.Getpid()), initFn: initMain}
+		slots:    area,
+		slotBase: unsafe.Pointer(&slots[0]), nslots: numSlots,
+		parent: uintptr(os.Getpid()), initFn: initMain, initEntry: initEntryPC()}
 	z.iov.Base = &stage[0]
 	z.iov.SetLen(len(stage))
 	z.msg.Iov = &z.iov
 	z.msg.SetIovlen(1)
 	copy(z.name[:], "hutch-zygote")
-	copy(z.initName[:], "hutch-init")
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
 	copy(z.memPath[:], "/proc/self/mem")
+	copy(z.oomPath[:], "/proc/self/oom_score_adj")
+	copy(z.oomValue[:], "1000")
 	ae := argEnv()
 	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}
 	pid, pidfd, errno := spawnZygote(z)
@@ -320,6 +385,13 @@ func zygoteEntry(z *zygote) {
 			syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, i, uintptr(unsafe.Pointer(&z.sigdfl)), 0, 8, 0, 0)
 		}
 	}
+	// Every init's command is to be the OOM killer's first choice
+	// (Config.OOMScoreAdj): inits inherit the score, and so do their
+	// commands.
+	if fd, _, err := syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&z.oomPath[0])), unix.O_WRONLY|unix.O_CLOEXEC, 0, 0, 0); err == 0 {
+		syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&z.oomValue[0])), uintptr(len(z.oomValue)))
+		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+	}
 	if fd, _, err := syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&z.memPath[0])), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0); err == 0 {
 		for i := 0; i < 2; i++ {
 			if z.blank[i][1] > z.blank[i][0] && z.blank[i][1]-z.blank[i][0] <= uintptr(len(z.stage)) {
@@ -341,8 +413,10 @@ func zygoteEntry(z *zygote) {
 func zygoteMain(z *zygote) {
 	var (
 		r1   uintptr
+		e    uintptr
 		err1 syscall.Errno
 		c    *childData
+		hdr  *zygoteHeader
 	)
 	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
 	r1, _, _ = syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0)
@@ -358,37 +432,103 @@ func zygoteMain(z *zygote) {
 		if err1 != 0 || r1 == 0 {
 			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
 		}
-		c = (*childData)(unsafe.Pointer(z.iov.Base))
-		r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT,
-			0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
-		if err1 == 0 && r1 == 0 {
-			syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&z.initName[0])), 0)
-			// Through a func value: the zygote runs on a stack of its
-			// own, of zygoteStack bytes, not within the limit the linker
-			// checks nosplit call chains against.
-			z.initFn(c)
+		z.reply.Pidfd = -1
+		hdr = (*zygoteHeader)(unsafe.Pointer(z.iov.Base))
+		switch {
+		case r1 < uintptr(headerSize) || hdr.Slot >= int64(z.nslots):
+			r1, err1 = 0, syscall.EINVAL
+		case hdr.Slot >= 0:
+			// init shares our memory, on the slot's stack.
+			c = (*childData)(unsafe.Add(z.slotBase, uintptr(hdr.Slot)*slotSize))
+			r1, e = rawCloneOn(c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT|unix.CLONE_VM,
+				(uintptr(z.slotBase)+uintptr(hdr.Slot+1)*slotSize)&^15, uintptr(unsafe.Pointer(&c.pidfd)), z.initEntry, unsafe.Pointer(c))
+			err1 = syscall.Errno(e)
+			if err1 == 0 {
+				z.reply.Pidfd = c.pidfd
+			}
+		default:
+			c = (*childData)(unsafe.Add(unsafe.Pointer(z.iov.Base), headerSize))
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT,
+				0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
+			if err1 == 0 && r1 == 0 {
+				syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&c.comm[0])), 0)
+				// Through a func value: the zygote runs on a stack of its
+				// own, of zygoteStack bytes, not within the limit the linker
+				// checks nosplit call chains against.
+				z.initFn(c)
+			}
+			if err1 == 0 {
+				z.reply.Pidfd = c.pidfd
+			}
 		}
 		z.reply.Pid = int64(r1)
-		z.reply.Pidfd = int32(c.pidfd)
 		z.reply.Errno = int32(err1)
 		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(z.zconn), uintptr(unsafe.Pointer(&z.reply)), unsafe.Sizeof(z.reply))
 	}
 }
 
+// initEntry is where an init that shares the zygote's memory starts, on
+// its slot's stack. (initEntryPC, in assembly, refers to it.)
+//
+//lint:ignore U1000 called from assembly
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func initEntry(c *childData) {
+	syscall.RawSyscall(syscall.SYS_PRCTL, unix.PR_SET_NAME, uintptr(unsafe.Pointer(&c.comm[0])), 0)
+	// Through a func value, as from zygoteMain: the slot's stack is not
+	// bounded by the limit the linker checks nosplit call chains against.
+	initMainFn(c)
+}
+
+var initMainFn = initMain
+
 // clone asks the zygote for an init. ok is false when the request did not
 // go through (too large, or the zygote is gone): nothing was cloned then.
-func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bool) {
-	a := arena{buf: z.stage}
-	cc := c.copyTo(&a)
-	if a.full {
-		return 0, -1, 0, false
+// release, when not nil, gives back the init's slot: once it is reaped.
+func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno syscall.Errno, ok bool) {
+	slot := -1
+	var cc *childData
+	if c.cloneflags&unix.CLONE_NEWPID != 0 && c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory && !raceEnabled {
+		if i, ok := z.slots.take(); ok {
+			a := arena{buf: z.slots.request(i)}
+			if cc = c.copyTo(&a); a.full {
+				z.slots.put(i)
+			} else {
+				slot = i
+				// Its score is the zygote's already; setting it again
+				// would set it for every process sharing the memory, a
+				// walk of all the machine's processes.
+				cc.oomPath = nil
+			}
+		}
+	}
+	var msg []byte
+	if slot >= 0 {
+		hdr := zygoteHeader{Slot: int64(slot)}
+		msg = unsafe.Slice((*byte)(unsafe.Pointer(&hdr)), headerSize)
+	} else {
+		a := arena{buf: z.stage, off: headerSize}
+		cc = c.copyTo(&a)
+		if a.full {
+			return 0, -1, nil, 0, false
+		}
+		*(*zygoteHeader)(unsafe.Pointer(&z.stage[0])) = zygoteHeader{Slot: -1}
+		msg = z.stage[:a.off]
 	}
 	cc.fromZygote = true
-	if err := unix.Send(z.conn, z.stage[:a.off], 0); err != nil {
+	copy(cc.comm[:], "hutch-init")
+	if err := unix.Send(z.conn, msg, 0); err != nil {
 		// Too large for one message: not the zygote's fault.
 		z.dead = err != unix.EMSGSIZE && err != unix.ENOBUFS
-		return 0, -1, 0, false
+		if slot >= 0 {
+			z.slots.put(slot)
+		}
+		return 0, -1, nil, 0, false
 	}
+	// From here on, a slot whose init may exist without our knowing it
+	// (the zygote died before it replied) is never given back.
+	//
 	// The zygote's end of the socket is in our table too: its death shows
 	// on its pidfd, not as an end of file.
 	fds := []unix.PollFd{{Fd: int32(z.conn), Events: unix.POLLIN}, {Fd: int32(z.pidfd), Events: unix.POLLIN}}
@@ -399,7 +539,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bo
 		}
 		if err != nil || fds[0].Revents&unix.POLLIN == 0 {
 			z.dead = true
-			return 0, -1, 0, false
+			return 0, -1, nil, 0, false
 		}
 		break
 	}
@@ -407,15 +547,22 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, errno syscall.Errno, ok bo
 	n, err := unix.Read(z.conn, unsafe.Slice((*byte)(unsafe.Pointer(&rep)), unsafe.Sizeof(rep)))
 	if err != nil || n != int(unsafe.Sizeof(rep)) {
 		z.dead = true
-		return 0, -1, 0, false
+		return 0, -1, nil, 0, false
 	}
 	if rep.Errno != 0 {
-		return 0, -1, syscall.Errno(rep.Errno), true
+		if slot >= 0 {
+			z.slots.put(slot)
+		}
+		return 0, -1, nil, syscall.Errno(rep.Errno), true
 	}
 	if cc.req != nil {
 		c.reqAddr = uintptr(unsafe.Pointer(cc.req))
 	}
-	return int(rep.Pid), int(rep.Pidfd), 0, true
+	if slot >= 0 {
+		slots := z.slots
+		release = func() { slots.put(slot) }
+	}
+	return int(rep.Pid), int(rep.Pidfd), release, 0, true
 }
 
 // close ends the zygote and frees what it held.
@@ -426,7 +573,73 @@ func (z *zygote) close() {
 	unix.Close(z.conn)
 	unix.Close(z.zconn)
 	unix.Munmap(z.stage)
+	z.slots.close()
 	unix.Munmap(z.mem) // z with it
+}
+
+// slotArea hands out the slots of a zygote's slot area. It outlives the
+// zygote while inits still use slots of it: the area is unmapped here once
+// the zygote is closed and every slot is back.
+type slotArea struct {
+	mem    []byte
+	mu     sync.Mutex
+	free   []int
+	next   int // slots from next on have never been used
+	inUse  int
+	closed bool
+}
+
+// take returns a free slot; ok is false when there is none.
+func (s *slotArea) take() (slot int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return 0, false
+	case len(s.free) > 0:
+		slot = s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
+	case s.next < len(s.mem)/slotSize:
+		slot = s.next
+		s.next++
+		// Touch the stack here, so that its pages are charged to this
+		// process's memory cgroup, not to that of the first run whose
+		// init happens to grow into them.
+		clear(s.mem[(slot+1)*slotSize-slotStack : (slot+1)*slotSize])
+	default:
+		return 0, false
+	}
+	s.inUse++
+	return slot, true
+}
+
+// request is slot's request area.
+func (s *slotArea) request(slot int) []byte {
+	return s.mem[slot*slotSize : (slot+1)*slotSize-slotStack]
+}
+
+// put gives slot back.
+func (s *slotArea) put(slot int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.free = append(s.free, slot)
+	s.inUse--
+	s.unmapIfDone()
+}
+
+// close says no slot will be taken any more.
+func (s *slotArea) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.unmapIfDone()
+}
+
+func (s *slotArea) unmapIfDone() {
+	if s.closed && s.inUse == 0 && s.mem != nil {
+		unix.Munmap(s.mem)
+		s.mem = nil
+	}
 }
 
 // arena hands out memory from a buffer, zeroed, in order.

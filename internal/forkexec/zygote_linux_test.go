@@ -2,6 +2,7 @@ package forkexec
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -215,4 +216,173 @@ func TestZygoteFollowsCredentials(t *testing.T) {
 	assert.Equal(t, strconv.Itoa(os.Geteuid())+"\n", out)
 	assert.NotEqual(t, old, zygotePid(), "replaced")
 	assert.NotZero(t, zygotePid())
+}
+
+// sameMemory reports whether processes a and b share their memory (kcmp
+// KCMP_VM).
+func sameMemory(t *testing.T, a, b int) bool {
+	t.Helper()
+	const kcmpVM = 1
+	r, _, errno := syscall.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	if errno == syscall.ENOSYS {
+		t.Skip("needs kcmp (CONFIG_KCMP)")
+	}
+	require.Zero(t, errno, "kcmp")
+	return r == 0
+}
+
+// startPaused starts an init of a new PID namespace that sets nothing up
+// and stays.
+func startPaused(t *testing.T) *Process {
+	t.Helper()
+	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t)})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	return p
+}
+
+// An init of a new PID namespace shares the zygote's memory, in a slot of
+// its own that it gives back once reaped; inits without one get a copy.
+// With every slot taken, an init gets a copy too, and works as well.
+func TestInitSlots(t *testing.T) {
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	if raceEnabled {
+		t.Skip("inits share no memory under the race detector")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+	runEcho(t, "true", nil) // the zygote comes with the second start
+	runEcho(t, "true", nil)
+	zpid := zygotePid()
+	require.NotZero(t, zpid)
+	zygMu.Lock()
+	area := zygSlots
+	zygMu.Unlock()
+	inUse := func() int {
+		area.mu.Lock()
+		defer area.mu.Unlock()
+		return area.inUse
+	}
+	require.Zero(t, inUse())
+
+	// Leave two never-used slots and no free one.
+	area.mu.Lock()
+	saved := area.free
+	area.free = nil
+	area.next = len(area.mem)/slotSize - 2
+	area.mu.Unlock()
+	defer func() {
+		area.mu.Lock()
+		area.free = append(area.free, saved...)
+		area.mu.Unlock()
+	}()
+
+	var ps []*Process
+	var p *Process
+	for range 4 {
+		ps = append(ps, startPaused(t))
+	}
+	assert.True(t, sameMemory(t, zpid, ps[0].Pid), "the first init shares the zygote's memory")
+	assert.True(t, sameMemory(t, zpid, ps[1].Pid), "so does the second")
+	assert.False(t, sameMemory(t, zpid, ps[2].Pid), "no slot left: a copy")
+	assert.False(t, sameMemory(t, zpid, ps[3].Pid), "no slot left: a copy")
+	assert.Equal(t, 2, inUse())
+	// Each is alive and an init of its own namespace.
+	for _, p := range ps {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/status")
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "NSpid:\t"+strconv.Itoa(p.Pid)+"\t1\n")
+	}
+	for _, p := range ps {
+		require.NoError(t, p.Kill())
+		_, err := p.Wait()
+		require.NoError(t, err)
+	}
+	assert.Zero(t, inUse(), "every slot is back")
+
+	// A slot given back serves the next init.
+	p = startPaused(t)
+	assert.True(t, sameMemory(t, zpid, p.Pid))
+	require.NoError(t, p.Kill())
+	p.Close()
+	assert.Zero(t, inUse())
+
+	// So does one asked to (Config.OwnMemory).
+	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	assert.False(t, sameMemory(t, zpid, p.Pid))
+	assert.Zero(t, inUse())
+	require.NoError(t, p.Kill())
+	p.Close()
+
+	// An init without a PID namespace of its own gets a copy.
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	q, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "read x"}, Stdio: [3]*os.File{r, w, w}})
+	require.NoError(t, err)
+	w.Close()
+	require.NoError(t, q.Release(context.Background()))
+	assert.False(t, sameMemory(t, zpid, q.Pid))
+	q.Kill()
+	q.Wait()
+}
+
+// Inits sharing the zygote's memory, started and ending side by side,
+// each run their own command: no slot is given to two at once.
+func TestInitSlotsConcurrent(t *testing.T) {
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+	runEcho(t, "true", nil)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			errs <- func() error {
+				for i := range 20 {
+					want := fmt.Sprintf("%d-%d", g, i)
+					r, w, err := os.Pipe()
+					if err != nil {
+						return err
+					}
+					p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Path: []string{"/bin/echo"},
+						Argv: []string{"echo", want}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
+					if err == nil {
+						err = p.Release(context.Background())
+					}
+					w.Close()
+					if err != nil {
+						r.Close()
+						return err
+					}
+					out, _ := io.ReadAll(r)
+					r.Close()
+					ex, err := p.Wait()
+					if err != nil {
+						return err
+					}
+					if !ex.Reported || ex.Status.ExitStatus() != 0 || string(out) != want+"\n" {
+						return fmt.Errorf("run %s: reported %v, status %v, output %q", want, ex.Reported, ex.Status, out)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 8 {
+		assert.NoError(t, <-errs)
+	}
+	zygMu.Lock()
+	area := zygSlots
+	zygMu.Unlock()
+	area.mu.Lock()
+	defer area.mu.Unlock()
+	assert.Zero(t, area.inUse)
 }

@@ -111,15 +111,16 @@ var _ [0]struct{} = [uintptr(headerSize) % unsafe.Alignof(childData{})]struct{}{
 const stageSize = 1 << 20
 
 // The slot area: numSlots slots of slotSize bytes, each a request area
-// followed by a stack of slotStack bytes (init's nosplit code needs a few
-// kilobytes at most; it would overrun its own request, not another slot).
+// followed by a stack of slotStack bytes (init's nosplit code, and the
+// command's on the same stack until its execve, need a kilobyte or two; it
+// would overrun its own request, not another slot).
 // A request larger than a slot's area goes in the message, and its init
 // gets a copy of the zygote's memory; so does one made while every slot is
 // taken. The area is reserved, not committed: a slot's pages are there
 // once it has been used.
 const (
 	slotSize  = 128 << 10
-	slotStack = 32 << 10
+	slotStack = 16 << 10
 	numSlots  = 1024
 )
 
@@ -602,10 +603,6 @@ func (s *slotArea) take() (slot int, ok bool) {
 	case s.next < len(s.mem)/slotSize:
 		slot = s.next
 		s.next++
-		// Touch the stack here, so that its pages are charged to this
-		// process's memory cgroup, not to that of the first run whose
-		// init happens to grow into them.
-		clear(s.mem[(slot+1)*slotSize-slotStack : (slot+1)*slotSize])
 	default:
 		return 0, false
 	}

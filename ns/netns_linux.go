@@ -21,21 +21,31 @@ import (
 // carried over. Only a root caller's runs share them: an unprivileged
 // caller's namespaces belong to each run's own user namespace.
 
-// cache holds provably empty network namespaces.
+// cache holds provably empty network namespaces, and counts those being
+// checked.
 var cache = struct {
 	sync.Mutex
-	free []*os.File
+	free     []*os.File
+	checking int
+	checked  *sync.Cond // a check ended
 }{}
+
+func init() { cache.checked = sync.NewCond(&cache.Mutex) }
 
 // maxCachedNetns bounds the cache: enough for every run at once.
 func maxCachedNetns() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // TakeNetwork returns a network namespace (an open /proc/PID/ns/net file)
 // that an earlier run left provably empty, for a new run to join instead
-// of making one, or nil when there is none. The caller owns the file.
+// of making one, or nil when there is none. While one is being checked,
+// it waits for the check, which takes far less than making one. The
+// caller owns the file.
 func TakeNetwork() *os.File {
 	cache.Lock()
 	defer cache.Unlock()
+	for len(cache.free) == 0 && cache.checking > 0 {
+		cache.checked.Wait()
+	}
 	n := len(cache.free)
 	if n == 0 {
 		return nil
@@ -48,25 +58,33 @@ func TakeNetwork() *os.File {
 // RecycleNetwork keeps the network namespace f for a later TakeNetwork if
 // it is provably empty, or closes it (the kernel then destroys the
 // namespace). Every process that was in it must be gone; the caller must
-// not use f afterwards.
+// not use f afterwards. The check runs in the background: a run's end
+// does not wait for it, and the next run's start does only if it has not
+// ended by then.
 func RecycleNetwork(f *os.File) {
 	if f == nil {
 		return
 	}
 	cache.Lock()
-	full := len(cache.free) >= maxCachedNetns()
+	if len(cache.free)+cache.checking >= maxCachedNetns() {
+		cache.Unlock()
+		f.Close()
+		return
+	}
+	cache.checking++
 	cache.Unlock()
-	if full || !NetworkEmpty(f) {
-		f.Close()
-		return
-	}
-	cache.Lock()
-	defer cache.Unlock()
-	if len(cache.free) >= maxCachedNetns() {
-		f.Close()
-		return
-	}
-	cache.free = append(cache.free, f)
+	go func() {
+		empty := NetworkEmpty(f)
+		cache.Lock()
+		defer cache.Unlock()
+		cache.checking--
+		cache.checked.Broadcast()
+		if !empty || len(cache.free) >= maxCachedNetns() {
+			f.Close()
+			return
+		}
+		cache.free = append(cache.free, f)
+	}()
 }
 
 // socketCounts are the /proc/net files that count a namespace's sockets:

@@ -38,18 +38,7 @@ func TestNetworkEmpty(t *testing.T) {
 		t.Fatal("a new namespace is not empty")
 	}
 	// A socket bound in it makes it not empty.
-	runtime.LockOSThread()
-	orig, _ := os.Open("/proc/thread-self/ns/net")
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
-	unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET)
-	orig.Close()
-	runtime.UnlockOSThread()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := socketIn(t, f)
 	if NetworkEmpty(f) {
 		t.Fatal("a namespace with a socket is empty")
 	}
@@ -59,6 +48,31 @@ func TestNetworkEmpty(t *testing.T) {
 	}
 }
 
+// socketIn opens a socket in the network namespace f.
+func socketIn(t *testing.T, f *os.File) int {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A recycled namespace is checked in the background; TakeNetwork right
+// after waits for the check, and gets the namespace only if it is empty.
 func TestRecycle(t *testing.T) {
 	for f := TakeNetwork(); f != nil; f = TakeNetwork() {
 		f.Close()
@@ -69,8 +83,14 @@ func TestRecycle(t *testing.T) {
 	if g == nil {
 		t.Fatal("an empty namespace was not kept")
 	}
-	g.Close()
 	if TakeNetwork() != nil {
 		t.Fatal("a namespace was handed out twice")
+	}
+	s := socketIn(t, g)
+	defer unix.Close(s)
+	RecycleNetwork(g)
+	if h := TakeNetwork(); h != nil {
+		h.Close()
+		t.Fatal("a namespace holding a socket was kept")
 	}
 }

@@ -143,7 +143,7 @@ func TestPoolErrors(t *testing.T) {
 func TestPoolCloseLeavesNothing(t *testing.T) {
 	img, _ := busybox(t)
 	sh(t, img, "true")
-	before := takeSnapshot(t)
+	before := settledSnapshot(t)
 	pool, err := sandbox.NewPool(img, 3, nil)
 	require.NoError(t, err)
 	for range 10 {

@@ -281,3 +281,32 @@ func TestFailBeforeWaitParent(t *testing.T) {
 		assert.Equal(t, "enter", se.Stage)
 	}
 }
+
+// Wait reaps init through its pidfd, and gives its real wait status: an
+// exit after its report, or the signal that killed it.
+func TestInitStatus(t *testing.T) {
+	p, err := Start(&Config{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	ex, err := p.Wait()
+	require.NoError(t, err)
+	assert.True(t, ex.Reported)
+	assert.True(t, ex.InitStatus.Exited() && ex.InitStatus.ExitStatus() == 0, "init: %v", ex.InitStatus)
+	assert.True(t, p.Reaped())
+
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace (the command dies with init)")
+	}
+	p, err = Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sleep"}, Argv: []string{"sleep", "100"}, Stdio: stdio(t)})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	time.Sleep(10 * time.Millisecond) // init waits in wait4 by now, most times
+	require.NoError(t, p.Kill())
+	ex, err = p.Wait()
+	require.NoError(t, err)
+	assert.False(t, ex.Reported)
+	assert.True(t, ex.InitStatus.Signaled() && ex.InitStatus.Signal() == syscall.SIGKILL, "init: %v", ex.InitStatus)
+	// Nothing of it is left to wait for.
+	_, err = syscall.Wait4(p.Pid, nil, syscall.WNOHANG, nil)
+	assert.ErrorIs(t, err, syscall.ECHILD)
+}

@@ -386,3 +386,49 @@ func TestInitSlotsConcurrent(t *testing.T) {
 	defer area.mu.Unlock()
 	assert.Zero(t, area.inUse)
 }
+
+// An init sharing the memory of a zygote that died lives on, and gives its
+// slot back to that zygote's area, which is unmapped once the last slot is
+// back; a new zygote with an area of its own serves the next inits.
+func TestInitOutlivesZygote(t *testing.T) {
+	if !haveZygote || raceEnabled {
+		t.Skip("no zygote memory to share here")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+	runEcho(t, "true", nil)
+	runEcho(t, "true", nil)
+	zpid := zygotePid()
+	require.NotZero(t, zpid)
+	p := startPaused(t)
+	require.True(t, sameMemory(t, zpid, p.Pid))
+	zygMu.Lock()
+	old := zygSlots
+	zygMu.Unlock()
+
+	require.NoError(t, syscall.Kill(zpid, syscall.SIGKILL))
+	out, _ := runEcho(t, "echo ok", nil) // finds the zygote dead, makes a new one
+	assert.Equal(t, "ok\n", out)
+	q := startPaused(t)
+	assert.NotEqual(t, zpid, zygotePid())
+	assert.True(t, sameMemory(t, zygotePid(), q.Pid), "the new zygote's init")
+	zygMu.Lock()
+	assert.NotSame(t, old, zygSlots)
+	zygMu.Unlock()
+
+	// The old init still answers: it is alive and reaped as usual.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/comm")
+	require.NoError(t, err)
+	assert.Equal(t, "hutch-init\n", string(b))
+	require.NoError(t, p.Kill())
+	_, err = p.Wait()
+	require.NoError(t, err)
+	old.mu.Lock()
+	assert.Zero(t, old.inUse)
+	assert.Nil(t, old.mem, "the dead zygote's area is unmapped once its last slot is back")
+	old.mu.Unlock()
+	require.NoError(t, q.Kill())
+	_, err = q.Wait()
+	require.NoError(t, err)
+}

@@ -432,3 +432,34 @@ func TestInitOutlivesZygote(t *testing.T) {
 	_, err = q.Wait()
 	require.NoError(t, err)
 }
+
+// A request larger than a slot's request area goes in the message, and
+// its init, of a new PID namespace all the same, gets a copy.
+func TestLargeRequestCopies(t *testing.T) {
+	if !haveZygote || raceEnabled {
+		t.Skip("no zygote memory to share here")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+	runEcho(t, "true", nil)
+	env := []string{"V1=" + strings.Repeat("x", 100<<10), "V2=" + strings.Repeat("y", 100<<10)}
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	in, inW, err := os.Pipe()
+	require.NoError(t, err)
+	defer in.Close()
+	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "echo ${#V1} ${#V2}; read x"},
+		Env: env, Stdio: [3]*os.File{in, w, w}})
+	require.NoError(t, err)
+	require.NoError(t, p.Release(context.Background()))
+	assert.False(t, sameMemory(t, zygotePid(), p.Pid), "too large for a slot")
+	inW.Close() // read x ends
+	w.Close()
+	ex, err := p.Wait()
+	require.NoError(t, err)
+	assert.True(t, ex.Reported)
+	out, _ := io.ReadAll(r)
+	assert.Equal(t, "102400 102400\n", string(out))
+}

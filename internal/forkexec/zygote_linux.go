@@ -245,12 +245,13 @@ func newZygote() (*zygote, error) {
 		return fail(os.NewSyscallError("mmap", err))
 	}
 	undo = append(undo, func() { unix.Munmap(stage) })
+	// Without the slot area (an address-space limit, say) every init gets
+	// a copy, as before there was one.
 	slots, err := unix.Mmap(-1, 0, numSlots*slotSize, unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-	if err != nil {
-		return fail(os.NewSyscallError("mmap", err))
+	if err == nil {
+		undo = append(undo, func() { unix.Munmap(slots) })
 	}
-	undo = append(undo, func() { unix.Munmap(slots) })
 	// The zygote's stack, and the zygote itself after it: all it keeps of
 	// the process's writable memory besides the staging area.
 	header := (int(unsafe.Sizeof(zygote{})) + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
@@ -269,10 +270,14 @@ func newZygote() (*zygote, error) {
 	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
 	z := (*zygote)(unsafe.Pointer(&mem[zygoteStack]))
 	area := &slotArea{mem: slots}
+	var slotBase unsafe.Pointer
+	if len(slots) > 0 {
+		slotBase = unsafe.Pointer(&slots[0])
+	}
 	zygSlots = area
 	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, id: id,
 		slots:    area,
-		slotBase: unsafe.Pointer(&slots[0]), nslots: numSlots,
+		slotBase: slotBase, nslots: uintptr(len(slots) / slotSize),
 		parent: uintptr(os.Getpid()), initFn: initMain, initEntry: initEntryPC()}
 	z.iov.Base = &stage[0]
 	z.iov.SetLen(len(stage))

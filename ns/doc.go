@@ -7,7 +7,8 @@
 // namespace holds nothing of the run once every process in it is gone and
 // no socket is left (not even in TIME_WAIT): a command without capability
 // there cannot have changed its interfaces, routes, firewall or sysctls.
-// RecycleNetwork keeps such a namespace and TakeNetwork hands it to the
-// next run, which joins it instead of making one. Its packet counters
+// RecycleNetwork checks, in the background, and keeps such a namespace, and
+// TakeNetwork hands it to the next run, which joins it instead of making
+// one. Its packet counters
 // (lo's, /proc/net/snmp) are the one thing carried over.
 package ns

@@ -218,6 +218,21 @@ func TestZygoteFollowsCredentials(t *testing.T) {
 	assert.NotZero(t, zygotePid())
 }
 
+// requireSharedInits skips the test where no init shares the zygote's
+// memory: no zygote, the race detector, or no PID namespace (not root).
+func requireSharedInits(t *testing.T) {
+	t.Helper()
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	if raceEnabled {
+		t.Skip("inits share no memory under the race detector")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a PID namespace")
+	}
+}
+
 // sameMemory reports whether processes a and b share their memory (kcmp
 // KCMP_VM).
 func sameMemory(t *testing.T, a, b int) bool {
@@ -245,15 +260,7 @@ func startPaused(t *testing.T) *Process {
 // its own that it gives back once reaped; inits without one get a copy.
 // With every slot taken, an init gets a copy too, and works as well.
 func TestInitSlots(t *testing.T) {
-	if !haveZygote {
-		t.Skip("no zygote on this architecture")
-	}
-	if raceEnabled {
-		t.Skip("inits share no memory under the race detector")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a PID namespace")
-	}
+	requireSharedInits(t)
 	runEcho(t, "true", nil) // the zygote comes with the second start
 	runEcho(t, "true", nil)
 	zpid := zygotePid()
@@ -391,12 +398,7 @@ func TestInitSlotsConcurrent(t *testing.T) {
 // slot back to that zygote's area, which is unmapped once the last slot is
 // back; a new zygote with an area of its own serves the next inits.
 func TestInitOutlivesZygote(t *testing.T) {
-	if !haveZygote || raceEnabled {
-		t.Skip("no zygote memory to share here")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a PID namespace")
-	}
+	requireSharedInits(t)
 	runEcho(t, "true", nil)
 	runEcho(t, "true", nil)
 	zpid := zygotePid()
@@ -436,12 +438,7 @@ func TestInitOutlivesZygote(t *testing.T) {
 // A request larger than a slot's request area goes in the message, and
 // its init, of a new PID namespace all the same, gets a copy.
 func TestLargeRequestCopies(t *testing.T) {
-	if !haveZygote || raceEnabled {
-		t.Skip("no zygote memory to share here")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a PID namespace")
-	}
+	requireSharedInits(t)
 	runEcho(t, "true", nil)
 	env := []string{"V1=" + strings.Repeat("x", 100<<10), "V2=" + strings.Repeat("y", 100<<10)}
 	r, w, err := os.Pipe()

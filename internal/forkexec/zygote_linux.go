@@ -58,12 +58,11 @@ import (
 type zygote struct {
 	pid   int
 	pidfd int
-	conn  int       // our end of the request socket
-	stage []byte    // the staging area
-	mem   []byte    // the mapping that holds the zygote's stack, then this
-	dead  bool      // it stopped answering: to be replaced
-	id    identity  // the process's when the zygote was made
-	slots *slotArea // also in zygSlots: z is in memory the collector does not scan
+	conn  int      // our end of the request socket
+	stage []byte   // the staging area
+	mem   []byte   // the mapping that holds the zygote's stack, then this
+	dead  bool     // it stopped answering: to be replaced
+	id    identity // the process's when the zygote was made
 
 	// Used by the zygote, in its copy.
 	slotBase  unsafe.Pointer // the slot area
@@ -134,9 +133,9 @@ var (
 	zyg       *zygote
 	zygoteOff bool
 	started   int // inits started so far
-	// zygSlots is zyg's slot area, which the zygote struct, in memory of
-	// its own, does not keep alive for the garbage collector. (An older
-	// one lives on in the release funcs of its inits.)
+	// zygSlots is zyg's slot area. It is not in the zygote struct: that
+	// lives in memory of its own, where the garbage collector would not
+	// see it. (An older one lives on in the release funcs of its inits.)
 	zygSlots *slotArea
 )
 
@@ -269,14 +268,11 @@ func newZygote() (*zygote, error) {
 	// kernel allows they are cloned directly.
 	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_SNDBUF, stageSize)
 	z := (*zygote)(unsafe.Pointer(&mem[zygoteStack]))
-	area := &slotArea{mem: slots}
 	var slotBase unsafe.Pointer
 	if len(slots) > 0 {
 		slotBase = unsafe.Pointer(&slots[0])
 	}
-	zygSlots = area
 	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, id: id,
-		slots:    area,
 		slotBase: slotBase, nslots: uintptr(len(slots) / slotSize),
 		parent: uintptr(os.Getpid()), initFn: initMain, initEntry: initEntryPC()}
 	z.iov.Base = &stage[0]
@@ -295,6 +291,7 @@ func newZygote() (*zygote, error) {
 		return fail(os.NewSyscallError("clone", errno))
 	}
 	z.pid, z.pidfd = pid, pidfd
+	zygSlots = &slotArea{mem: slots}
 	return z, nil
 }
 
@@ -449,9 +446,6 @@ func zygoteMain(z *zygote) {
 			r1, e = rawCloneOn(c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT|unix.CLONE_VM,
 				(uintptr(z.slotBase)+uintptr(hdr.Slot+1)*slotSize)&^15, uintptr(unsafe.Pointer(&c.pidfd)), z.initEntry, unsafe.Pointer(c))
 			err1 = syscall.Errno(e)
-			if err1 == 0 {
-				z.reply.Pidfd = c.pidfd
-			}
 		default:
 			c = (*childData)(unsafe.Add(unsafe.Pointer(z.iov.Base), headerSize))
 			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT,
@@ -463,9 +457,9 @@ func zygoteMain(z *zygote) {
 				// checks nosplit call chains against.
 				z.initFn(c)
 			}
-			if err1 == 0 {
-				z.reply.Pidfd = c.pidfd
-			}
+		}
+		if err1 == 0 {
+			z.reply.Pidfd = c.pidfd
 		}
 		z.reply.Pid = int64(r1)
 		z.reply.Errno = int32(err1)
@@ -492,14 +486,15 @@ var initMainFn = initMain
 // clone asks the zygote for an init. ok is false when the request did not
 // go through (too large, or the zygote is gone): nothing was cloned then.
 // release, when not nil, gives back the init's slot: once it is reaped.
+// Like close, it is called for zyg under zygMu: zygSlots is z's area.
 func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno syscall.Errno, ok bool) {
 	slot := -1
 	var cc *childData
 	if c.cloneflags&unix.CLONE_NEWPID != 0 && c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory && !raceEnabled {
-		if i, ok := z.slots.take(); ok {
-			a := arena{buf: z.slots.request(i)}
+		if i, ok := zygSlots.take(); ok {
+			a := arena{buf: zygSlots.request(i)}
 			if cc = c.copyTo(&a); a.full {
-				z.slots.put(i)
+				zygSlots.put(i)
 			} else {
 				slot = i
 				// Its score is the zygote's already; setting it again
@@ -528,7 +523,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno sysc
 		// Too large for one message: not the zygote's fault.
 		z.dead = err != unix.EMSGSIZE && err != unix.ENOBUFS
 		if slot >= 0 {
-			z.slots.put(slot)
+			zygSlots.put(slot)
 		}
 		return 0, -1, nil, 0, false
 	}
@@ -557,7 +552,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno sysc
 	}
 	if rep.Errno != 0 {
 		if slot >= 0 {
-			z.slots.put(slot)
+			zygSlots.put(slot)
 		}
 		return 0, -1, nil, syscall.Errno(rep.Errno), true
 	}
@@ -565,7 +560,7 @@ func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno sysc
 		c.reqAddr = uintptr(unsafe.Pointer(cc.req))
 	}
 	if slot >= 0 {
-		slots := z.slots
+		slots := zygSlots
 		release = func() { slots.put(slot) }
 	}
 	return int(rep.Pid), int(rep.Pidfd), release, 0, true
@@ -579,7 +574,7 @@ func (z *zygote) close() {
 	unix.Close(z.conn)
 	unix.Close(z.zconn)
 	unix.Munmap(z.stage)
-	z.slots.close()
+	zygSlots.close()
 	unix.Munmap(z.mem) // z with it
 }
 

@@ -68,20 +68,25 @@ func takeRunLock(group *cgroup.Config) (*runLock, error) {
 
 // newLockedGroup takes the lock naming group, then creates the group. The
 // lock is returned, held, also when only the group failed: its owner
-// releases it as it would after removing the group.
-func newLockedGroup(group *cgroup.Config) (*runLock, *cgroup.Manager, error) {
+// releases it as it would after removing the group. name holds the number
+// in the group's name (see newGroup).
+func newLockedGroup(group *cgroup.Config, name *nameHolder) (*runLock, *cgroup.Manager, error) {
 	lock, err := takeRunLock(group)
 	if err != nil {
+		name.markStale() // the lock's name may be taken: by a stale lock, say
 		return nil, nil, &SetupError{Stage: "lock state", Err: err}
 	}
-	cg, err := newGroup(group)
+	cg, err := newGroup(group, name)
 	return lock, cg, err
 }
 
-// newGroup creates group, with a setup error.
-func newGroup(group *cgroup.Config) (*cgroup.Manager, error) {
+// newGroup creates group, with a setup error. On failure the number name
+// holds, in the group's name, is marked stale: the name may be taken, by a
+// group a crashed process left, say.
+func newGroup(group *cgroup.Config, name *nameHolder) (*cgroup.Manager, error) {
 	cg, err := cgroup.New(*group)
 	if err != nil {
+		name.markStale()
 		return nil, &SetupError{Stage: "create cgroup", Err: err}
 	}
 	return cg, nil

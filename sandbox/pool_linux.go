@@ -157,8 +157,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	ps := &pooledSandbox{proc: proc, plan: pl}
 	if cgroupErr() == nil {
 		ps.name = takeRunName()
-		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}); err != nil {
-			ps.name.markStale() // the name may be taken: by a stale group, say
+		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}, ps.name); err != nil {
 			ps.discard()
 			return nil, err
 		}

@@ -371,12 +371,9 @@ func (r *run) makeCgroup() (err error) {
 		return nil
 	}
 	if r.sharedLock {
-		r.cg, err = newGroup(r.cgroup)
+		r.cg, err = newGroup(r.cgroup, r.name)
 	} else {
-		r.lock, r.cg, err = newLockedGroup(r.cgroup)
-	}
-	if err != nil {
-		r.name.markStale() // the name may be taken: by a stale group, say
+		r.lock, r.cg, err = newLockedGroup(r.cgroup, r.name)
 	}
 	return err
 }

@@ -95,8 +95,7 @@ func (sb *Sandbox) boot(ctx context.Context, plan *plan, enf *enforcement) error
 		// The group holds the sandbox's limits; each command has a leaf
 		// of its own in it. Init stays out: it runs nothing.
 		var err error
-		if sb.lock, sb.cg, err = newLockedGroup(group); err != nil {
-			sb.name.markStale() // the name may be taken: by a stale group, say
+		if sb.lock, sb.cg, err = newLockedGroup(group, sb.name); err != nil {
 			return err
 		}
 	}

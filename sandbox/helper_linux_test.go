@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,6 +65,15 @@ func helper(name string, args []string) int {
 		}
 		fmt.Println("touched", len(b)>>20)
 		runtime.KeepAlive(b)
+	case "shm": // print how many SysV shared memory segments there are, then make one
+		b, err := os.ReadFile("/proc/sysvipc/shm")
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(strings.Count(string(b), "\n") - 1) // less the header
+		if _, _, errno := syscall.Syscall(syscall.SYS_SHMGET, 0 /* IPC_PRIVATE */, 4096, 0o1600 /* IPC_CREAT|0600 */); errno != 0 {
+			panic(errno)
+		}
 	case "hold-sandboxes":
 		return holdSandboxes()
 	default:

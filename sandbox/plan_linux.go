@@ -134,6 +134,17 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	if err != nil {
 		return nil, err
 	}
+	// A pool's sandbox may serve several runs (see reusable).
+	all := append(imageBinds(spec.Binds), binds...)
+	reuse := mode == awaitCommand && cg == nil && c.WritableLayer == "" && reusable(userNS, cred)
+	var reuseSlots []int // the writable directories' slots, after the binds'
+	reuseSlot := func(s *[]forkexec.Step, stage, path string, flags int) {
+		if reuse {
+			slot := len(all) + len(reuseSlots)
+			*s = append(*s, forkexec.OpenSlot(stage, path, flags, slot))
+			reuseSlots = append(reuseSlots, slot)
+		}
+	}
 	s := []forkexec.Step{
 		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
 		forkexec.Mount("mount scratch tmpfs", "tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"),
@@ -142,6 +153,8 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.Mkdir("create root dir", root, 0o755),
 		forkexec.Mkdir("create /tmp", tmp, 0o1777),
 	}
+	// The scratch tmpfs holds the overlay's upper directory and /tmp.
+	reuseSlot(&s, "open scratch tmpfs", upper, unix.O_RDONLY|unix.O_DIRECTORY)
 	if lowerDir != "" {
 		// Layer paths relative to here keep the option string in a page.
 		s = append(s, forkexec.Chdir("enter layer links", lowerDir))
@@ -157,6 +170,9 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.EnsureDir("check /tmp", "tmp", 0o1777),
 		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
 	)
+	// Opened before /proc/sys is made read-only, on the proc mount itself.
+	lastPidSlot := len(all) + len(reuseSlots)
+	reuseSlot(&s, "open ns_last_pid", "proc/sys/kernel/ns_last_pid", unix.O_WRONLY)
 	s = append(s, procMasks()...)
 	// /dev is nodev: the device nodes below are binds of the host's, which
 	// carry their own flags; nothing made in the tmpfs itself opens a device.
@@ -169,6 +185,9 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	s = append(s,
 		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),
 		forkexec.Mount("mount /dev/shm", "tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"),
+	)
+	reuseSlot(&s, "open /dev/shm", "dev/shm", unix.O_RDONLY|unix.O_DIRECTORY)
+	s = append(s,
 		forkexec.Mkdir("create /dev/pts", "dev/pts", 0o755),
 		forkexec.Mount("mount /dev/pts", "devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
 		forkexec.Symlink("link /dev/ptmx", "pts/ptmx", "dev/ptmx"),
@@ -182,7 +201,6 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	// root is still there; they are attached once it is gone, so that
 	// their targets resolve inside the new root and no symbolic link in the
 	// image can aim one at a host path.
-	all := append(imageBinds(spec.Binds), binds...)
 	for i, b := range all {
 		s = append(s, forkexec.CloneTree("clone bind source", b.Source, i))
 	}
@@ -277,8 +295,42 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		cfg.Deferred = true
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
+	if reuse {
+		cfg.Reusable = true
+		cfg.LastPidSlot = lastPidSlot
+		for _, slot := range reuseSlots {
+			if slot != lastPidSlot {
+				cfg.WritableSlots = append(cfg.WritableSlots, slot)
+			}
+		}
+	}
 	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
 }
+
+// reusable says whether a pool's sandbox may serve more than one run: a
+// command can then leave nothing behind that its init cannot see and
+// undo. Its processes, IPC objects and cgroup are its own and go with it;
+// a file it leaves on the sandbox's writable filesystems (the tmpfs of the
+// overlay's upper directory and /tmp, /dev/shm) makes init throw the
+// sandbox away, as does a socket left in its network namespace (the pool
+// checks). Without a capability it cannot change the mounts, the hostname
+// or the network's configuration. It must not run as init's uid either
+// (the root of a caller without root, in its user namespace, included):
+// it could then lower init's rlimits, change its priority or CPU
+// affinity, which the next command would inherit, or write what the
+// setup made on the writable filesystems (binds' targets, their parents),
+// which would not change their free space. And the kernel must let init
+// reset the next PID (ns_last_pid), so that every command is PID 2.
+func reusable(userNS bool, cred Credential) bool {
+	return !userNS && cred.UID != 0 && haveLastPid()
+}
+
+// haveLastPid: the kernel has /proc/sys/kernel/ns_last_pid (built with
+// CONFIG_CHECKPOINT_RESTORE, as distributions' kernels are).
+var haveLastPid = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/sys/kernel/ns_last_pid")
+	return err == nil
+})
 
 // commandConfig is the part of the child's configuration about the
 // command itself: who it runs as, its filter, what it executes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,10 +20,12 @@ import (
 // pays only for starting its command: the clone, the namespaces and the
 // mounts of its sandbox were made while the caller was busy elsewhere.
 //
-// Every sandbox serves exactly one run and is then thrown away, so a
-// pooled run starts from a state exactly as fresh as a cold run's: its own
-// namespaces, root filesystem, IPC objects and a fresh cgroup; the same
-// Result and verdict as Run for the same program.
+// A pooled run starts from a state exactly as fresh as a cold run's, and
+// gets the same Result and verdict as Run for the same program. A sandbox
+// serves another run only when its run left nothing behind (no process,
+// no file in its writable directories, no socket; its IPC objects and
+// cgroup are the run's own and go with it), and is thrown away otherwise
+// (see NewPool).
 type Pool struct {
 	tmpl  Cmd
 	spec  *rootfs.Spec
@@ -33,6 +36,26 @@ type Pool struct {
 	wg     sync.WaitGroup
 	errMu  sync.Mutex
 	err    error // the last failure to prepare a sandbox
+
+	// mu orders a run's end with its preparing goroutine's giving up on
+	// the sandbox (orphan) when the pool closes.
+	mu sync.Mutex
+
+	runs, reused atomic.Int64 // see PoolStats
+}
+
+// PoolStats counts a pool's runs.
+type PoolStats struct {
+	// Runs is how many runs were given a sandbox.
+	Runs int64
+	// Reused is how many of them were given one that an earlier run had
+	// left clean (see NewPool); the others, one set up for them.
+	Reused int64
+}
+
+// Stats returns the pool's counts so far.
+func (p *Pool) Stats() PoolStats {
+	return PoolStats{Runs: p.runs.Load(), Reused: p.reused.Load()}
 }
 
 // pooledSandbox is a sandbox set up and waiting for its command.
@@ -41,15 +64,29 @@ type pooledSandbox struct {
 	plan *plan
 	// cg is the run's fresh cgroup, made ahead. On v1 the command moves
 	// itself in as a cold run's does, through the tasks files, which takes
-	// no global lock. On v2 init is placed in it ahead (initInGroup): a
-	// process can only join there through cgroup.procs, whose global lock
-	// waits for an RCU grace period, milliseconds a pooled run should not
-	// pay. (Init is set up before it joins, so the setup is not counted;
-	// its command is then born in the group, by vfork.)
+	// no global lock. On v2 a reusable sandbox's command is born in it
+	// (clone3), as a cold run's is; the init of a sandbox that serves one
+	// run is placed in it ahead (initInGroup): a process can only join
+	// there through cgroup.procs, whose global lock waits for an RCU grace
+	// period, milliseconds a pooled run should not pay. (Init is set up
+	// before it joins, so the setup is not counted; its command is then
+	// born in the group, by vfork.)
 	cg          *cgroup.Manager
 	lock        *runLock
 	name        *nameHolder
 	initInGroup bool
+	// netns is the sandbox's network namespace, when it is its own
+	// (checked before each reuse, offered to later sandboxes at the end).
+	netns *os.File
+	// reusable: the sandbox may serve several runs (plan.config.Reusable).
+	// Each run's end tells the goroutine that prepared it, through done,
+	// whether it does; orphan says that goroutine is gone (the pool
+	// closed), and the run's end throws the sandbox away itself.
+	reusable bool
+	done     chan bool
+	orphan   bool
+	// served counts the runs the sandbox was given.
+	served int
 }
 
 // NewPool starts keeping size sandboxes of img ready. tmpl, which may be
@@ -91,7 +128,9 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 	return p, nil
 }
 
-// prepareLoop keeps one sandbox ready until the pool closes.
+// prepareLoop keeps one sandbox ready until the pool closes: a new one
+// each time the last was taken, or the same one again once its run left
+// it clean.
 func (p *Pool) prepareLoop() {
 	defer p.wg.Done()
 	backoff := 10 * time.Millisecond
@@ -110,11 +149,38 @@ func (p *Pool) prepareLoop() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
-		select {
-		case p.ready <- ps:
-		case <-p.ctx.Done():
-			ps.discard()
-			return
+		for {
+			select {
+			case p.ready <- ps:
+			case <-p.ctx.Done():
+				ps.discard()
+				return
+			}
+			if !ps.reusable {
+				break
+			}
+			var reuse bool
+			select {
+			case reuse = <-ps.done:
+			case <-p.ctx.Done():
+				p.mu.Lock()
+				select {
+				case reuse = <-ps.done:
+				default:
+					ps.orphan = true
+				}
+				p.mu.Unlock()
+				if reuse {
+					ps.discard()
+				}
+				return
+			}
+			if !reuse {
+				break
+			}
+			if err := p.renew(ps); err != nil {
+				break
+			}
 		}
 	}
 }
@@ -132,9 +198,11 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	defer null.Close()
 	cfg := pl.config
 	cfg.Stdio = [3]*os.File{null, null, null}
-	// On v2 init joins the run's group (initInGroup), where the OOM
-	// killer may choose it: it must not share the zygote's memory.
-	cfg.OwnMemory = cgroup.DetectMode() == cgroup.V2
+	v2 := cgroup.DetectMode() == cgroup.V2
+	// On v2 the init of a sandbox serving one run joins the run's group
+	// (initInGroup), where the OOM killer may choose it: it must not share
+	// the zygote's memory.
+	cfg.OwnMemory = v2 && !cfg.Reusable
 	proc, err := forkexec.Start(&cfg)
 	if err != nil {
 		if pl.netns != nil {
@@ -142,47 +210,112 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 		}
 		return nil, setupError(err, nil)
 	}
+	ps := &pooledSandbox{proc: proc, plan: pl, reusable: cfg.Reusable}
+	if pl.recycleNet {
+		ps.netns = pl.netns
+		if ps.netns == nil {
+			ps.netns = ns.OpenNetwork(proc.Pid)
+		}
+		pl.netns = nil
+	}
+	if ps.reusable {
+		ps.done = make(chan bool, 1)
+	}
 	if pl.userNS {
 		if err := writeIDMaps(proc); err != nil {
-			proc.Close()
+			ps.discard()
 			return nil, err
 		}
 	}
 	if err := proc.Release(p.ctx); err != nil {
-		if pl.netns != nil {
-			pl.netns.Close()
-		}
+		ps.discard()
 		return nil, setupError(err, nil)
 	}
-	ps := &pooledSandbox{proc: proc, plan: pl}
-	if cgroupErr() == nil {
-		ps.name = takeRunName()
-		if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}, ps.name); err != nil {
-			ps.discard()
-			return nil, err
-		}
-		if ps.cg.Mode() != cgroup.V1 {
-			// On v1 the writer of cgroup.procs holds its lock through
-			// the grace period and every fork on the machine waits, a
-			// running pooled command's included (13.7 ms after 50 ms
-			// idle, against 1.8 ms): there the command joins instead.
-			if err := ps.cg.AddProc(proc.Pid); err != nil {
-				ps.discard()
-				return nil, &SetupError{Stage: "join cgroup", Err: err}
-			}
-			ps.initInGroup = true
-		}
+	if err := ps.newGroup(); err != nil {
+		ps.discard()
+		return nil, err
 	}
 	return ps, nil
+}
+
+// newGroup makes the fresh cgroup of the sandbox's next run.
+func (ps *pooledSandbox) newGroup() error {
+	if cgroupErr() != nil {
+		return nil
+	}
+	var err error
+	ps.name = takeRunName()
+	if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}, ps.name); err != nil {
+		ps.cg, ps.lock, ps.name = nil, nil, nil
+		return err
+	}
+	if ps.cg.Mode() != cgroup.V1 && !ps.reusable {
+		// On v1 the writer of cgroup.procs holds its lock through the
+		// grace period and every fork on the machine waits, a running
+		// pooled command's included (13.7 ms after 50 ms idle, against
+		// 1.8 ms): there the command joins instead.
+		if err := ps.cg.AddProc(ps.proc.Pid); err != nil {
+			return &SetupError{Stage: "join cgroup", Err: err}
+		}
+		ps.initInGroup = true
+	}
+	return nil
+}
+
+// renew readies a sandbox whose run left it clean for another run: its
+// network namespace must hold no socket, and the run gets a fresh cgroup.
+// On failure the sandbox is thrown away.
+func (p *Pool) renew(ps *pooledSandbox) error {
+	if ps.netns != nil && !ns.NetworkEmpty(ps.netns) {
+		ps.discard()
+		return errors.New("sandbox: a socket was left in the network namespace")
+	}
+	if err := ps.newGroup(); err != nil {
+		ps.discard()
+		return err
+	}
+	return nil
+}
+
+// end is called once a run of ps is over (its cgroup already in the run's
+// hands): reuse says ps may serve another. A sandbox that may not, or
+// whose preparing goroutine is gone, is thrown away.
+func (p *Pool) end(ps *pooledSandbox, reuse bool) {
+	if ps.reusable {
+		p.mu.Lock()
+		orphan := ps.orphan
+		if !orphan {
+			ps.done <- reuse
+		}
+		p.mu.Unlock()
+		if reuse && !orphan {
+			return
+		}
+	}
+	ps.proc.Close()
+	ps.closeNetns()
 }
 
 // discard kills a sandbox that will not be used and removes its cgroup.
 func (ps *pooledSandbox) discard() {
 	ps.proc.Close()
-	if ps.plan.netns != nil {
-		ps.plan.netns.Close()
-	}
+	ps.closeNetns()
 	freeGroup(ps.cg, ps.lock, ps.name)
+	ps.cg, ps.lock, ps.name = nil, nil, nil
+}
+
+// closeNetns offers the network namespace of a sandbox whose init has been
+// reaped to later runs, when it is provably empty.
+func (ps *pooledSandbox) closeNetns() {
+	if ps.netns == nil {
+		return
+	}
+	if ps.proc.Reaped() {
+		ns.RecycleNetwork(ps.netns)
+	} else {
+		ps.netns.Close()
+	}
+	ps.netns = nil
 }
 
 // Run runs c in one of the pool's sandboxes, as c.Run would in a fresh
@@ -218,27 +351,37 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	case <-p.ctx.Done():
 		return nil, ErrClosed
 	}
+	p.runs.Add(1)
+	if ps.served > 0 {
+		p.reused.Add(1)
+	}
+	ps.served++
 	r := &run{ctx: ctx, cmd: cmd, limits: limits, enf: enf, pooled: ps}
-	if ps.cg != nil {
+	// The run frees the group (and a failed run's sandbox is thrown away).
+	r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name
+	ps.cg, ps.lock, ps.name = nil, nil, nil
+	r.cleanup = append(r.cleanup, func() {
+		if r.reuse {
+			r.freeCgroup()
+			p.end(ps, true)
+			return
+		}
+		p.end(ps, false) // the sandbox's processes go first
+		r.freeCgroup()
+	})
+	if r.cg != nil {
 		// Where init is in the group too: one more task than the command's.
 		res := enf.resources
 		if res.Pids != nil && ps.initInGroup {
 			pids := *res.Pids + 1
 			res.Pids = &pids
 		}
-		if err := ps.cg.Set(res); err != nil {
-			ps.discard()
+		if err := r.cg.Set(res); err != nil {
+			r.undo()
 			return nil, &SetupError{Stage: "set cgroup limits", Err: err}
 		}
-		r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name // freed with the run
 	}
 	if err := r.start(ps.plan); err != nil {
-		if r.proc == nil {
-			ps.proc.Close()
-			if ps.plan.netns != nil {
-				ps.plan.netns.Close()
-			}
-		}
 		return nil, err
 	}
 	return r.wait()
@@ -246,13 +389,11 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 
 // launchPooled gives the pooled sandbox its command and waits until it
 // has been executed.
-func (r *run) launchPooled(stdio [3]*os.File, cgProcs []*os.File) error {
+func (r *run) launchPooled(stdio [3]*os.File, cgProcs []*os.File, cgDir *os.File) error {
 	ps := r.pooled
 	r.proc = ps.proc
-	r.recycleNetnsAfter(ps.plan)
 	binds, err := treeBinds(r.cmd.Binds)
 	if err != nil {
-		ps.proc.Close()
 		return err
 	}
 	defer func() {
@@ -270,6 +411,7 @@ func (r *run) launchPooled(stdio [3]*os.File, cgProcs []*os.File) error {
 		Stdio:       stdio,
 		Rlimits:     r.enf.rlimits,
 		CgroupProcs: cgProcs,
+		CgroupDir:   cgDir,
 	}
 	if cmd.Dir == "" {
 		cmd.Dir = "/"

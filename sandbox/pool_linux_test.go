@@ -85,6 +85,83 @@ func TestPoolRunsAreFresh(t *testing.T) {
 	}
 }
 
+// A sandbox whose run left nothing behind serves the next run, which sees
+// nothing of it either; one whose run left a file is thrown away.
+func TestPoolReusesCleanSandboxes(t *testing.T) {
+	img, _ := busybox(t)
+	pool := newPool(t, img, 1, nil)
+	ctx := context.Background()
+	// The command and the first process it starts are PIDs 2 and 3, and
+	// nothing is left in the writable directories.
+	const probe = `echo /proc/[0-9]*; sh -c 'echo $$'; ls -A /tmp; ls -A /dev/shm; ls /; `
+	const want = "/proc/1 /proc/2\n3\nbin\ndev\netc\nproc\nroot\nsbin\ntmp\nusr\n"
+	for i, tt := range []struct {
+		leave  string
+		reused bool // the run's sandbox serves the next one
+	}{
+		{"sleep 100 & sleep 100 &", true},    // processes: killed
+		{"exec 3>&-", true},                  // nothing
+		{"echo x > /tmp/f", false},           // a file
+		{"mkdir /tmp/d; rmdir /tmp/d", true}, // a file made and removed
+		{"echo x > /dev/shm/f", false},       // a file
+		{"sh -c 'sleep 100 &' & wait", true}, // an orphan: killed
+		{"true", true},
+	} {
+		before := pool.Stats()
+		res, err := pool.Run(ctx, &sandbox.Cmd{Args: []string{"sh", "-c", probe + tt.leave}})
+		require.NoError(t, err)
+		require.Equal(t, sandbox.OK, res.Status, "run %d: %s", i, res.Stderr)
+		assert.Equal(t, want, string(res.Stdout), "run %d: something of the run before is left", i)
+		_, err = pool.Run(ctx, &sandbox.Cmd{Args: []string{"true"}})
+		require.NoError(t, err)
+		after := pool.Stats()
+		assert.Equal(t, before.Runs+2, after.Runs)
+		wantReused := before.Reused
+		if tt.reused {
+			wantReused++
+		}
+		if before.Runs > 0 {
+			wantReused++ // the probe's own sandbox, left clean by the last run of the loop
+		}
+		assert.Equal(t, wantReused, after.Reused, "run %d (%s)", i, tt.leave)
+	}
+
+	// The run's own binds go with it, the targets init made included.
+	dir := t.TempDir()
+	for range 2 {
+		res, err := pool.Run(ctx, &sandbox.Cmd{Args: []string{"ls", "/"}, Binds: []sandbox.Bind{{Source: dir, Target: "/work"}}})
+		require.NoError(t, err)
+		assert.Equal(t, "bin\ndev\netc\nproc\nroot\nsbin\ntmp\nusr\nwork\n", string(res.Stdout))
+	}
+	before := pool.Stats()
+	res, err := pool.Run(ctx, &sandbox.Cmd{Args: []string{"ls", "/"}})
+	require.NoError(t, err)
+	assert.Equal(t, "bin\ndev\netc\nproc\nroot\nsbin\ntmp\nusr\n", string(res.Stdout))
+	assert.Equal(t, before.Reused+1, pool.Stats().Reused)
+
+	// A command that runs as init's uid could change what init's next
+	// command inherits (its rlimits, priority): its sandbox serves once.
+	rootPool := newPool(t, img, 1, &sandbox.Cmd{Credential: &sandbox.Credential{}})
+	for range 3 {
+		_, err := rootPool.Run(ctx, &sandbox.Cmd{Args: []string{"true"}})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, sandbox.PoolStats{Runs: 3}, rootPool.Stats())
+}
+
+// IPC objects are the run's own, also in a sandbox that serves again.
+func TestPoolRunsHaveTheirOwnIPC(t *testing.T) {
+	tmpl := helperCmd(t, sandbox.Limits{}, "shm")
+	pool := newPool(t, tmpl.Image, 1, &sandbox.Cmd{Binds: tmpl.Binds})
+	for i := range 3 {
+		res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"/helper"}, Env: tmpl.Env})
+		require.NoError(t, err)
+		require.Equal(t, sandbox.OK, res.Status, "stderr: %s", res.Stderr)
+		assert.Equal(t, "0\n", string(res.Stdout), "run %d saw a segment of the run before", i)
+	}
+	assert.Equal(t, sandbox.PoolStats{Runs: 3, Reused: 2}, pool.Stats(), "the sandbox served every run")
+}
+
 func TestPoolAccuracy(t *testing.T) {
 	requireQuiet(t)
 	requireCgroups(t)

@@ -30,6 +30,9 @@ const (
 	killOutput
 	killCanceled
 	killCPU
+	// killFinished is no kill: a pooled run whose sandbox serves the next
+	// one ended cleanly, and a kill from now on must not reach its init.
+	killFinished
 )
 
 // Run runs the command and waits for it to end.
@@ -199,8 +202,10 @@ type run struct {
 	// sharedLock: the run's cgroup is under a sandbox's, whose lock
 	// covers it.
 	sharedLock bool
-	// pooled, when set, is a sandbox a Pool set up ahead for this run.
+	// pooled, when set, is a sandbox a Pool set up ahead for this run;
+	// reuse says it was left clean and may serve another run.
 	pooled *pooledSandbox
+	reuse  bool
 	// name holds the number in the run's own cgroup's name, if it has one.
 	name *nameHolder
 
@@ -216,7 +221,9 @@ type run struct {
 }
 
 func (r *run) kill(reason int32) {
-	r.killed.CompareAndSwap(killNone, reason)
+	if !r.killed.CompareAndSwap(killNone, reason) && r.killed.Load() == killFinished {
+		return
+	}
 	if r.inSandbox {
 		// The child that joined a long-lived sandbox is outside its PID
 		// namespace: its death does not end the command. Kill the
@@ -247,7 +254,10 @@ func (r *run) start(plan *plan) (err error) {
 		}
 	}()
 	// First in, so last out: the group is removed once all else is done.
-	r.cleanup = append(r.cleanup, r.freeCgroup)
+	// (A pooled run's is, with its sandbox: see Pool.Run.)
+	if r.pooled == nil {
+		r.cleanup = append(r.cleanup, r.freeCgroup)
+	}
 	if c.WritableLayer != "" {
 		// The overlay's work dir is scratch space; the upper dir is the layer.
 		r.cleanup = append(r.cleanup, func() { removeWorkDir(filepath.Join(c.WritableLayer, "work")) })
@@ -306,7 +316,7 @@ func (r *run) start(plan *plan) (err error) {
 			return err
 		}
 		if r.cg != nil && (r.pooled == nil || !r.pooled.initInGroup) {
-			procs, dir, err := r.cgroupFiles(r.pooled == nil)
+			procs, dir, err := r.cgroupFiles(r.pooled == nil || r.pooled.reusable)
 			if err != nil {
 				return err
 			}
@@ -318,7 +328,7 @@ func (r *run) start(plan *plan) (err error) {
 		}
 	}
 	if r.pooled != nil {
-		err = r.launchPooled(cfg.Stdio, cfg.CgroupProcs)
+		err = r.launchPooled(cfg.Stdio, cfg.CgroupProcs, cfg.CgroupDir)
 	} else {
 		err = r.launch(plan, &cfg)
 	}
@@ -381,9 +391,9 @@ func (r *run) makeCgroup() (err error) {
 // cgroupFiles opens what the command needs to be in the run's cgroup from
 // its first instruction: the group's join files (cgroup.JoinFiles), which
 // it writes itself into, and on v2 its directory, for clone3's CLONE_INTO_CGROUP.
-// The caller closes them once the child has its copies. A pooled command
-// (withDir false) is forked by an init already running: it joins through
-// the files alone.
+// The caller closes them once the child has its copies. A command of a
+// pooled sandbox serving one run only (withDir false) joins through the
+// files alone, on v1; on v2 its init is in the group already.
 func (r *run) cgroupFiles(withDir bool) (procs []*os.File, dir *os.File, err error) {
 	closeAll := func() {
 		for _, f := range procs {
@@ -474,6 +484,10 @@ func (r *run) wait() (*Result, error) {
 	defer r.undo()
 	ex, waitErr := r.proc.Wait()
 	wall := time.Since(r.startTime)
+	if waitErr == nil && ex.Reusable {
+		// Unless a limit or a cancel killed init already, no kill will.
+		r.reuse = r.killed.CompareAndSwap(killNone, killFinished)
+	}
 	close(r.watchdogDone)
 	r.stopCtx()
 	if r.wallTimer != nil {

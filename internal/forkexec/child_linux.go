@@ -56,8 +56,6 @@ func initMain(c *childData) {
 		exit    uintptr
 		execRaw uintptr
 		bornIn  bool
-		hdr     *unix.Cmsghdr
-		nfds    int
 	)
 
 	exit = 1
@@ -172,83 +170,26 @@ func initMain(c *childData) {
 	}
 
 	if c.deferred {
-		// Set up: say so, and wait for the command. EOF: nobody wants it.
+		// Set up: say so, and wait for the command.
+		for i = 0; i < c.nwritable; i++ {
+			if !freeSpace(c, i, true) {
+				c.reusable = false
+			}
+		}
 		c.errBuf[0] = stageReady
 		c.errBuf[1] = 0
 		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
-		for {
-			r1, _, err1 = syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(c.reqConn), uintptr(unsafe.Pointer(&c.reqMsg)), unix.MSG_CMSG_CLOEXEC)
-			if err1 != syscall.EINTR {
-				break
-			}
-		}
-		if err1 != 0 || r1 == 0 {
-			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
-		}
-		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.reqConn), 0, 0)
-		hdr = (*unix.Cmsghdr)(unsafe.Pointer(&c.reqCmsg[0]))
-		nfds = int(hdr.Len-unix.SizeofCmsghdr) / 4
-		if hdr.Level != unix.SOL_SOCKET || hdr.Type != unix.SCM_RIGHTS || nfds != 3+int(c.req.Ncg)+int(c.req.Nbind) ||
-			int(c.req.Ncg) > len(c.cgProcs) || int(c.req.Nrlimit) > len(c.rlimits) || int(c.req.Nbind) > maxRequestBinds {
-			err1 = syscall.EINVAL
-			idx = stageRequest
-			goto fail
-		}
-		for i = 0; i < 3+int(c.req.Ncg); i++ {
-			if i < 3 {
-				c.stdio[i] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
-			} else {
-				c.cgProcs[i-3] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
-			}
-		}
-		// The run's own binds: mount trees the parent cloned, attached
-		// here, in this sandbox's mount namespace (it serves this run only).
-		for i = 0; i < int(c.req.Nbind); i++ {
-			r1 = uintptr(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg)+i)])))
-			if c.req.BindDir[i] {
-				_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), 0o755)
-			} else {
-				cmdPid, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])),
-					unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644, 0, 0)
-				if err1 == 0 {
-					syscall.RawSyscall(syscall.SYS_CLOSE, cmdPid, 0, 0)
-				}
-				cmdPid = 0
-			}
-			if err1 != 0 && err1 != syscall.EEXIST {
-				idx = stageRequestBind
-				goto fail
-			}
-			_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, r1, uintptr(unsafe.Pointer(c.emptyPath)),
-				atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
-			if err1 != 0 {
-				idx = stageRequestBind
-				goto fail
-			}
-			syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
-		}
-		c.ncg = int(c.req.Ncg)
-		c.nrlimit = int(c.req.Nrlimit)
-		for i = 0; i < c.nrlimit; i++ {
-			c.rlimits[i] = c.req.Rlimits[i]
-		}
-		if c.req.DirOff >= 0 {
-			_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(&c.req.Data[c.req.DirOff])), 0, 0)
-			if err1 == 0 {
-				err1 = checkCwd(c) // as the CheckCwd step
-			}
-			if err1 != 0 {
-				idx = stageChdir
-				goto fail
-			}
-		}
-		c.argvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.ArgvOff]))
-		c.envvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.EnvvOff]))
-		c.pathp = unsafe.Pointer(&c.req.Data[c.req.PathOff])
 	} else {
 		c.argvp = uintptr(unsafe.Pointer(&c.argv[0]))
 		c.envvp = uintptr(unsafe.Pointer(&c.envv[0]))
 		c.pathp = unsafe.Pointer(&c.path[0])
+	}
+
+next:
+	if c.deferred {
+		if idx, err1 = receiveRequest(c); err1 != 0 {
+			goto fail
+		}
 	}
 
 	// Fork the command; init stays behind. Where it can, this is a vfork:
@@ -264,7 +205,7 @@ func initMain(c *childData) {
 	if !bornIn {
 		// No cgroup directory, or clone3 refused (a kernel before 5.7):
 		// the command moves itself in through CgroupProcs.
-		r1, execRaw = rawVfork(forkFlags | uintptr(syscall.SIGCHLD))
+		r1, execRaw = rawVfork(forkFlags | c.cmdFlags | uintptr(syscall.SIGCHLD))
 		err1 = syscall.Errno(execRaw)
 	}
 	if err1 != 0 {
@@ -280,10 +221,19 @@ func initMain(c *childData) {
 	}
 	if c.cgDir >= 0 {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.cgDir), 0, 0)
+		c.cgDir = -1
 	}
-	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
 	for i = 0; i < 3; i++ {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.stdio[i]), 0, 0)
+	}
+	if c.reusable {
+		// The error pipe serves the next command too: say the command
+		// started (after its own failure record, if it failed).
+		c.errBuf[0] = stageStarted
+		c.errBuf[1] = 0
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+	} else {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
 	}
 	// Reap every process of the namespace until the command ends.
 	for {
@@ -296,13 +246,202 @@ func initMain(c *childData) {
 			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 2, 0, 0)
 		}
 		if r1 == cmdPid {
-			syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.statusW), uintptr(unsafe.Pointer(&c.rep)), unsafe.Sizeof(c.rep))
-			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+			break
 		}
 	}
+	c.rep.Clean = 0
+	if c.reusable && cleanUp(c) {
+		c.rep.Clean = 1
+	}
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.statusW), uintptr(unsafe.Pointer(&c.rep)), unsafe.Sizeof(c.rep))
+	if c.rep.Clean != 0 {
+		goto next
+	}
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
 
 fail:
 	childFail(c, idx, err1, exit)
+}
+
+// receiveRequest waits for a deferred child's command and takes it in:
+// its descriptors, its own binds, its rlimits, working directory and
+// arguments. At EOF (nobody wants a command) init exits.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func receiveRequest(c *childData) (idx int32, err1 syscall.Errno) {
+	var (
+		r1   uintptr
+		fd   uintptr
+		hdr  *unix.Cmsghdr
+		nfds int
+		i    int
+	)
+	c.reqMsg.Controllen = uint64(len(c.reqCmsg))
+	for {
+		r1, _, err1 = syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(c.reqConn), uintptr(unsafe.Pointer(&c.reqMsg)), unix.MSG_CMSG_CLOEXEC)
+		if err1 != syscall.EINTR {
+			break
+		}
+	}
+	if err1 != 0 || r1 == 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	if !c.reusable {
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.reqConn), 0, 0)
+	}
+	hdr = (*unix.Cmsghdr)(unsafe.Pointer(&c.reqCmsg[0]))
+	nfds = int(hdr.Len-unix.SizeofCmsghdr) / 4
+	if c.reqMsg.Controllen < unix.SizeofCmsghdr || hdr.Level != unix.SOL_SOCKET || hdr.Type != unix.SCM_RIGHTS ||
+		c.req.CgDir < 0 || c.req.CgDir > 1 || nfds != 3+int(c.req.Ncg)+int(c.req.CgDir)+int(c.req.Nbind) ||
+		int(c.req.Ncg) > len(c.cgProcs) || int(c.req.Nrlimit) > len(c.rlimits) || int(c.req.Nbind) > maxRequestBinds {
+		return stageRequest, syscall.EINVAL
+	}
+	for i = 0; i < 3+int(c.req.Ncg); i++ {
+		if i < 3 {
+			c.stdio[i] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
+		} else {
+			c.cgProcs[i-3] = int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*i])))
+		}
+	}
+	if c.req.CgDir != 0 {
+		fd = uintptr(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg))])))
+		c.cgDir = int(fd)
+		c.cloneArgs = cloneArgs{Flags: uint64(c.cgDirFlags), ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
+	}
+	// The run's own binds: mount trees the parent cloned, attached here,
+	// in this sandbox's mount namespace (for this run only: a reusable
+	// child detaches them when the command ends, and removes the targets
+	// it made).
+	for i = 0; i < int(c.req.Nbind); i++ {
+		fd = uintptr(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg)+int(c.req.CgDir)+i)])))
+		c.bindMade[i] = false
+		if c.req.BindDir[i] {
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_MKDIRAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), 0o755)
+			c.bindMade[i] = err1 == 0
+		} else {
+			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])),
+				unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644, 0, 0)
+			c.bindMade[i] = err1 == 0
+			if err1 == syscall.EEXIST {
+				r1, _, err1 = syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])),
+					unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644, 0, 0)
+			}
+			if err1 == 0 {
+				syscall.RawSyscall(syscall.SYS_CLOSE, r1, 0, 0)
+			}
+		}
+		if err1 != 0 && err1 != syscall.EEXIST {
+			return stageRequestBind, err1
+		}
+		_, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, fd, uintptr(unsafe.Pointer(c.emptyPath)),
+			atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS, 0)
+		if err1 != 0 {
+			return stageRequestBind, err1
+		}
+		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+	}
+	c.ncg = int(c.req.Ncg)
+	c.nrlimit = int(c.req.Nrlimit)
+	for i = 0; i < c.nrlimit; i++ {
+		c.rlimits[i] = c.req.Rlimits[i]
+	}
+	if c.req.DirOff >= 0 {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(&c.req.Data[c.req.DirOff])), 0, 0)
+		if err1 == 0 {
+			err1 = checkCwd(c) // as the CheckCwd step
+		}
+		if err1 != 0 {
+			return stageChdir, err1
+		}
+	} else if c.reusable {
+		// Where the setup left init, not where the last command ran.
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_CHDIR, uintptr(unsafe.Pointer(c.rootPath)), 0, 0)
+		if err1 != 0 {
+			return stageChdir, err1
+		}
+	}
+	c.argvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.ArgvOff]))
+	c.envvp = uintptr(unsafe.Pointer(&c.req.Data[c.req.EnvvOff]))
+	c.pathp = unsafe.Pointer(&c.req.Data[c.req.PathOff])
+	return 0, 0
+}
+
+// cleanUp, in a reusable child whose command has ended, ends what the
+// command left behind and reports whether the sandbox is as the setup
+// left it, ready for another command: no process but init, the run's own
+// binds gone, as many free blocks and inodes on each writable filesystem
+// as after the setup, and the PID namespace's next PID 2 again.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func cleanUp(c *childData) bool {
+	var (
+		r1    uintptr
+		err1  syscall.Errno
+		i     int
+		tries int
+	)
+	// kill(-1) reaches every process of the namespace but init, zombies
+	// included until they are reaped: repeat until it finds none.
+	for {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0)
+		if err1 != 0 {
+			break // ESRCH: nobody left
+		}
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(&c.reaped)), unix.WALL, 0, 0, 0)
+		if err1 == syscall.ECHILD {
+			// One still on its way to being reparented here.
+			if tries++; tries > 10000 {
+				return false
+			}
+			syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+		}
+	}
+	for i = 0; i < int(c.req.Nbind); i++ {
+		_, _, err1 = syscall.RawSyscall(syscall.SYS_UMOUNT2, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), unix.MNT_DETACH, 0)
+		if err1 != 0 {
+			return false
+		}
+		if c.bindMade[i] {
+			r1 = 0
+			if c.req.BindDir[i] {
+				r1 = unix.AT_REMOVEDIR
+			}
+			_, _, err1 = syscall.RawSyscall(syscall.SYS_UNLINKAT, atFdcwd, uintptr(unsafe.Pointer(&c.req.Data[c.req.BindOff[i]])), r1)
+			if err1 != 0 {
+				return false
+			}
+		}
+	}
+	for i = 0; i < c.nwritable; i++ {
+		if !freeSpace(c, i, false) {
+			return false
+		}
+	}
+	_, _, err1 = syscall.RawSyscall6(syscall.SYS_PWRITE64, uintptr(c.lastPid), uintptr(unsafe.Pointer(&c.one[0])), 1, 0, 0, 0)
+	return err1 == 0
+}
+
+// freeSpace reads the free blocks and inodes of the writable filesystem i
+// (see Config.WritableSlots): it records them when record is set, and
+// otherwise reports whether they are as recorded.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func freeSpace(c *childData, i int, record bool) bool {
+	_, _, err1 := syscall.RawSyscall(syscall.SYS_FSTATFS, uintptr(c.writable[i]), uintptr(unsafe.Pointer(&c.statfs)), 0)
+	if err1 != 0 {
+		return false
+	}
+	if record {
+		c.free[i][0], c.free[i][1] = c.statfs.Bfree, c.statfs.Ffree
+		return true
+	}
+	return c.free[i][0] == c.statfs.Bfree && c.free[i][1] == c.statfs.Ffree
 }
 
 // commandMain is the command's side of init's fork: it moves into the

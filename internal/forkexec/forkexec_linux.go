@@ -60,6 +60,9 @@ const (
 	stageChdir           = -22
 	// stageReady is no failure: a deferred child is set up.
 	stageReady = -100
+	// stageStarted is no failure either: a reusable child's command was
+	// executed (its error pipe stays open for the next command).
+	stageStarted = -101
 )
 
 var fixedStages = map[int32]string{
@@ -187,6 +190,28 @@ type Config struct {
 	// it kills every process that shares the victim's memory: the
 	// zygote and every other init with it.
 	OwnMemory bool
+	// Reusable makes a Deferred child serve one command after another, as
+	// long as each leaves its sandbox as it found it (Exit.Reusable).
+	// When a command ends, init kills and reaps every process left in its
+	// PID namespace, detaches the run's own binds (and removes the targets
+	// it made for them), and checks that each filesystem of WritableSlots
+	// has as many free blocks and inodes as the setup left it and that
+	// the namespace's next PID can be reset (LastPidSlot): the next
+	// command is PID 2 again, as in a fresh namespace. Each command also
+	// gets an IPC namespace of its own. Nothing else of a command can last
+	// in the sandbox only when it has no capability and is not init's uid
+	// (0), and when nothing on those filesystems that the setup made is
+	// its to write: the caller's to ensure.
+	Reusable bool
+	// WritableSlots are descriptor slots (OpenSlot steps) of a directory
+	// on each filesystem the command may write: the tmpfs that holds the
+	// overlay's upper directory and /tmp, and /dev/shm. A file made,
+	// grown or linked there takes blocks or inodes (tmpfs counts each
+	// link and extended attribute in its inodes).
+	WritableSlots []int
+	// LastPidSlot is the descriptor slot of the PID namespace's
+	// /proc/sys/kernel/ns_last_pid, opened for writing, for Reusable.
+	LastPidSlot int
 }
 
 // SocketSpec are socket(2)'s arguments.
@@ -219,7 +244,7 @@ type op struct {
 // report is what init writes to the status pipe when the command ends.
 type report struct {
 	Status int32
-	_      int32
+	Clean  int32 // a reusable child is clean and waits for a command
 	Rusage syscall.Rusage
 }
 
@@ -266,6 +291,7 @@ type childData struct {
 	reqIov           unix.Iovec
 	reqCmsg          [unix.SizeofCmsghdr + 4*(3+maxCgroupProcs+maxRequestBinds)]byte
 	zero             [1]byte
+	one              [1]byte
 	pause            bool
 	socket           bool
 	sendRoot         bool
@@ -294,6 +320,18 @@ type childData struct {
 	comm [16]byte
 	// ownMemory: Config.OwnMemory.
 	ownMemory bool
+	// A reusable child (Config.Reusable): its writable filesystems and
+	// their free blocks and inodes once set up, its ns_last_pid, the extra
+	// clone flags of its commands, and which of a request's bind targets
+	// it made (to remove them after the run).
+	reusable   bool
+	writable   [4]int32
+	nwritable  int
+	free       [4][2]uint64
+	lastPid    int
+	cmdFlags   uintptr
+	bindMade   [maxRequestBinds]bool
+	cgDirFlags uintptr // cloneArgs.Flags for a request's cgroup directory
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -303,6 +341,8 @@ type childData struct {
 	sigdfl   [4]uintptr // a kernel sigaction of SIG_DFL, no flags, empty mask
 	sigmask  uint64
 	pidfd    int32
+	reaped   int32 // the status of a process reaped in a reusable child's clean-up
+	statfs   unix.Statfs_t
 	readByte [1]byte
 	// The command, for the fork: argv, envp and the candidate paths.
 	argvp, envvp uintptr
@@ -372,7 +412,10 @@ type request struct {
 	BindOff                           [maxRequestBinds]int32 // targets' C strings
 	BindDir                           [maxRequestBinds]bool
 	Rlimits                           [8]rlimit
-	Data                              [48 << 10]byte
+	// CgDir: the descriptor after the cgroup files is the command's
+	// cgroup directory, to be born in (clone3 with CLONE_INTO_CGROUP).
+	CgDir int32
+	Data  [48 << 10]byte
 }
 
 // Process is a started sandbox init.
@@ -403,6 +446,10 @@ type Exit struct {
 	Rusage   syscall.Rusage
 	// InitStatus is init's own wait status.
 	InitStatus syscall.WaitStatus
+	// Reusable: a reusable child (Config.Reusable) found its sandbox as
+	// the setup left it, and waits for another command (Run), or for
+	// Close. Init was not reaped.
+	Reusable bool
 }
 
 // Start clones the child. It waits, stopped before its setup, until
@@ -414,6 +461,9 @@ func Start(cfg *Config) (p *Process, err error) {
 	}
 	if !cfg.Pause && cfg.Socket == nil && !cfg.SendRoot && !cfg.Deferred && (len(cfg.Argv) == 0 || len(cfg.Path) == 0) {
 		return nil, errors.New("forkexec: no command")
+	}
+	if cfg.Reusable && (!cfg.Deferred || len(cfg.WritableSlots) > len(childData{}.writable)) {
+		return nil, errors.New("forkexec: Reusable needs Deferred and at most 4 WritableSlots")
 	}
 	c := &childData{
 		cloneflags: cfg.Cloneflags,
@@ -433,7 +483,13 @@ func Start(cfg *Config) (p *Process, err error) {
 		pause:      cfg.Pause,
 		immediate:  cfg.Immediate,
 		ownMemory:  cfg.OwnMemory,
+		reusable:   cfg.Reusable,
+		lastPid:    -1,
 	}
+	if cfg.Reusable {
+		c.cmdFlags = unix.CLONE_NEWIPC
+	}
+	c.cgDirFlags = forkFlags | unix.CLONE_INTO_CGROUP | c.cmdFlags
 	for _, f := range cfg.Join {
 		c.join = append(c.join, int(f.Fd()))
 	}
@@ -462,14 +518,14 @@ func Start(cfg *Config) (p *Process, err error) {
 		c.reqMsg.SetIovlen(1)
 		c.reqMsg.SetControllen(len(c.reqCmsg))
 	}
-	c.zero[0] = '0'
+	c.zero[0], c.one[0] = '0', '1'
+	c.rootPath, _ = syscall.BytePtrFromString("/")
 	if cfg.Socket != nil || cfg.SendRoot {
 		if cfg.SocketConn == nil {
 			return nil, errors.New("forkexec: Socket and SendRoot need SocketConn")
 		}
 		c.socket = true
 		c.sendRoot = cfg.SendRoot
-		c.rootPath, _ = syscall.BytePtrFromString("/")
 		if cfg.Socket != nil {
 			c.sockArgs = [3]uintptr{uintptr(cfg.Socket.Domain), uintptr(cfg.Socket.Type | unix.SOCK_CLOEXEC), uintptr(cfg.Socket.Protocol)}
 		}
@@ -593,6 +649,13 @@ func Start(cfg *Config) (p *Process, err error) {
 	for _, s := range cfg.CgroupDirSlots {
 		c.setCgroupDir(base + s)
 	}
+	if c.reusable {
+		for i, s := range cfg.WritableSlots {
+			c.writable[i] = int32(base + s)
+		}
+		c.nwritable = len(cfg.WritableSlots)
+		c.lastPid = base + cfg.LastPidSlot
+	}
 	if c.ops, err = compileSteps(steps); err != nil {
 		goW.Close()
 		errR.Close()
@@ -624,7 +687,7 @@ func Start(cfg *Config) (p *Process, err error) {
 // open as fd (clone3 with CLONE_INTO_CGROUP).
 func (c *childData) setCgroupDir(fd int) {
 	c.cgDir = fd
-	c.cloneArgs = cloneArgs{Flags: forkFlags | unix.CLONE_INTO_CGROUP, ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
+	c.cloneArgs = cloneArgs{Flags: uint64(c.cgDirFlags), ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
 }
 
 // linkBuffers points c's message headers at c's own buffers: the request
@@ -738,8 +801,10 @@ func (p *Process) await(ctx context.Context) error {
 	defer stop()
 	var buf [8]byte
 	n, err := io.ReadFull(p.errR, buf[:])
-	if n == len(buf) && int32(nativeEndian.Uint32(buf[0:])) == stageReady {
-		return nil
+	if n == len(buf) {
+		if idx := int32(nativeEndian.Uint32(buf[0:])); idx == stageReady || idx == stageStarted {
+			return nil
+		}
 	}
 	p.errR.Close()
 	switch {
@@ -770,6 +835,8 @@ type Command struct {
 	Rlimits []Rlimit
 	// CgroupProcs are as Config.CgroupProcs.
 	CgroupProcs []*os.File
+	// CgroupDir is as Config.CgroupDir: the command is born in it.
+	CgroupDir *os.File
 	// Binds are detached mount trees (open_tree clones, their flags set)
 	// that init attaches in the sandbox before it forks the command.
 	Binds []TreeBind
@@ -788,15 +855,19 @@ type TreeBind struct {
 const maxRequestBinds = 16
 
 // Run gives a deferred child, released and set up, its command, and waits
-// until the command has been executed. Errors are as Release's.
+// until the command has been executed. Errors are as Release's. A
+// reusable child takes another command once Wait said it may
+// (Exit.Reusable).
 func (p *Process) Run(ctx context.Context, cmd *Command) error {
 	if p.reqConn == nil {
-		return errors.New("forkexec: not a deferred child")
+		return errors.New("forkexec: not a deferred child, or not ready for a command")
 	}
-	defer func() {
-		p.reqConn.Close()
-		p.reqConn = nil
-	}()
+	if !p.c.reusable {
+		defer func() {
+			p.reqConn.Close()
+			p.reqConn = nil
+		}()
+	}
 	p.dir = cmd.Dir
 	msg, err := p.c.request(cmd)
 	if err != nil {
@@ -813,6 +884,9 @@ func (p *Process) Run(ctx context.Context, cmd *Command) error {
 	}
 	for _, f := range cmd.CgroupProcs {
 		fds = append(fds, int(f.Fd()))
+	}
+	if cmd.CgroupDir != nil {
+		fds = append(fds, int(cmd.CgroupDir.Fd()))
 	}
 	for _, b := range cmd.Binds {
 		fds = append(fds, int(b.Tree.Fd()))
@@ -889,6 +963,9 @@ func (c *childData) request(cmd *Command) ([]byte, error) {
 	}
 	r.Nbind = int32(len(cmd.Binds))
 	r.Ncg = int32(len(cmd.CgroupProcs))
+	if cmd.CgroupDir != nil {
+		r.CgDir = 1
+	}
 	r.Nrlimit = int32(len(cmd.Rlimits))
 	for i, rl := range cmd.Rlimits {
 		r.Rlimits[i] = rlimit{uintptr(rl.Resource), unix.Rlimit{Cur: rl.Cur, Max: rl.Max}}
@@ -929,20 +1006,25 @@ func (p *Process) Kill() error {
 
 // Wait waits for the command to end and for init to exit, and reaps init.
 // When init reported, Exit.Reported is true and Status and Rusage are the
-// command's.
+// command's. A reusable child that reported its sandbox clean is not
+// waited for: it waits for its next command (Exit.Reusable).
 func (p *Process) Wait() (*Exit, error) {
 	var ex Exit
 	var buf [unsafe.Sizeof(report{})]byte
 	n, err := io.ReadFull(p.statusR, buf[:])
-	p.statusR.Close()
 	if n == len(buf) {
 		rep := (*report)(unsafe.Pointer(&buf[0]))
 		ex.Reported = true
 		ex.Status = syscall.WaitStatus(rep.Status)
 		ex.Rusage = rep.Rusage
+		if rep.Clean != 0 && p.c.reusable {
+			ex.Reusable = true
+			return &ex, nil
+		}
 	} else if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		p.Kill()
 	}
+	p.statusR.Close()
 	ws, werr := p.reap()
 	ex.InitStatus = ws
 	if werr != nil {

@@ -109,23 +109,7 @@ func NetworkEmpty(f *os.File) bool {
 		runtime.UnlockOSThread()
 		return false
 	}
-	empty := true
-	buf := make([]byte, 1024)
-	for _, name := range socketCounts {
-		fd, err := unix.Open("/proc/thread-self/net/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if name == "sockstat" {
-				empty = false
-			}
-			continue // no IPv6
-		}
-		n, _ := unix.Read(fd, buf)
-		unix.Close(fd)
-		if !countsZero(buf[:n]) {
-			empty = false
-			break
-		}
-	}
+	empty := socketsZero("/proc/thread-self/net/")
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays in the other namespace: keep it locked, so that
 		// it ends with this goroutine and no other code runs on it.
@@ -133,6 +117,33 @@ func NetworkEmpty(f *os.File) bool {
 	}
 	runtime.UnlockOSThread()
 	return empty
+}
+
+// NetworkEmptyOf is NetworkEmpty for the network namespace of the live
+// process pid, read through /proc/PID/net without joining it.
+func NetworkEmptyOf(pid int) bool {
+	return socketsZero("/proc/" + strconv.Itoa(pid) + "/net/")
+}
+
+// socketsZero reports whether the socket counts in dir (a /proc/.../net/
+// directory) are all 0.
+func socketsZero(dir string) bool {
+	var buf [1024]byte
+	for _, name := range socketCounts {
+		fd, err := unix.Open(dir+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if name == "sockstat" {
+				return false
+			}
+			continue // no IPv6
+		}
+		n, _ := unix.Read(fd, buf[:])
+		unix.Close(fd)
+		if n <= 0 || !countsZero(buf[:n]) {
+			return false
+		}
+	}
+	return true
 }
 
 // OpenNetwork opens the network namespace of process pid, or returns nil.

@@ -72,9 +72,11 @@ type pooledSandbox struct {
 	// before it joins, so the setup is not counted; its command is then
 	// born in the group, by vfork.)
 	cg          *cgroup.Manager
-	lock        *runLock
-	name        *nameHolder
 	initInGroup bool
+	// lock and name are the group's, kept from one run's group to the
+	// next's.
+	lock *runLock
+	name *nameHolder
 	// netns is the sandbox's network namespace, when it is its own
 	// (checked before each reuse, offered to later sandboxes at the end).
 	netns *os.File
@@ -238,15 +240,24 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	return ps, nil
 }
 
-// newGroup makes the fresh cgroup of the sandbox's next run.
+// newGroup makes the fresh cgroup of the sandbox's next run. The sandbox
+// keeps the group's name and the lock that names it from one run to the
+// next: only the group itself is made again.
 func (ps *pooledSandbox) newGroup() error {
 	if cgroupErr() != nil {
 		return nil
 	}
 	var err error
-	ps.name = takeRunName()
-	if ps.lock, ps.cg, err = newLockedGroup(&cgroup.Config{Name: ps.name.name(), NoFreezer: true}, ps.name); err != nil {
-		ps.cg, ps.lock, ps.name = nil, nil, nil
+	cfg := &cgroup.Config{NoFreezer: true}
+	if ps.name == nil {
+		ps.name = takeRunName()
+		cfg.Name = ps.name.name()
+		ps.lock, ps.cg, err = newLockedGroup(cfg, ps.name)
+	} else {
+		cfg.Name = ps.name.name()
+		ps.cg, err = newGroup(cfg, ps.name)
+	}
+	if err != nil {
 		return err
 	}
 	if ps.cg.Mode() != cgroup.V1 && !ps.reusable {
@@ -266,7 +277,7 @@ func (ps *pooledSandbox) newGroup() error {
 // network namespace must hold no socket, and the run gets a fresh cgroup.
 // On failure the sandbox is thrown away.
 func (p *Pool) renew(ps *pooledSandbox) error {
-	if ps.netns != nil && !ns.NetworkEmpty(ps.netns) {
+	if ps.netns != nil && !ns.NetworkEmptyOf(ps.proc.Pid) {
 		ps.discard()
 		return errors.New("sandbox: a socket was left in the network namespace")
 	}
@@ -277,10 +288,17 @@ func (p *Pool) renew(ps *pooledSandbox) error {
 	return nil
 }
 
-// end is called once a run of ps is over (its cgroup already in the run's
-// hands): reuse says ps may serve another. A sandbox that may not, or
+// end is called once a run of ps is over, with the run's cgroup, which it
+// removes: reuse says ps may serve another run. A sandbox that may not, or
 // whose preparing goroutine is gone, is thrown away.
-func (p *Pool) end(ps *pooledSandbox, reuse bool) {
+func (p *Pool) end(ps *pooledSandbox, reuse bool, cg *cgroup.Manager) {
+	if !reuse {
+		ps.proc.Close() // the sandbox's processes go before their group
+	}
+	if cg != nil && deleteGroup(cg) != nil {
+		ps.name.markStale() // the group may remain: its name is not for reuse
+		reuse = false
+	}
 	if ps.reusable {
 		p.mu.Lock()
 		orphan := ps.orphan
@@ -292,11 +310,11 @@ func (p *Pool) end(ps *pooledSandbox, reuse bool) {
 			return
 		}
 	}
-	ps.proc.Close()
-	ps.closeNetns()
+	ps.discard()
 }
 
-// discard kills a sandbox that will not be used and removes its cgroup.
+// discard kills a sandbox that will not be used and removes its cgroup,
+// its lock, and gives back its name.
 func (ps *pooledSandbox) discard() {
 	ps.proc.Close()
 	ps.closeNetns()
@@ -357,18 +375,10 @@ func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	}
 	ps.served++
 	r := &run{ctx: ctx, cmd: cmd, limits: limits, enf: enf, pooled: ps}
-	// The run frees the group (and a failed run's sandbox is thrown away).
-	r.cg, r.lock, r.name = ps.cg, ps.lock, ps.name
-	ps.cg, ps.lock, ps.name = nil, nil, nil
-	r.cleanup = append(r.cleanup, func() {
-		if r.reuse {
-			r.freeCgroup()
-			p.end(ps, true)
-			return
-		}
-		p.end(ps, false) // the sandbox's processes go first
-		r.freeCgroup()
-	})
+	// The group is the run's; its end removes it (and throws a failed
+	// run's sandbox away).
+	r.cg, ps.cg = ps.cg, nil
+	r.cleanup = append(r.cleanup, func() { p.end(ps, r.reuse, r.cg) })
 	if r.cg != nil {
 		// Where init is in the group too: one more task than the command's.
 		res := enf.resources

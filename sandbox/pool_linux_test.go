@@ -93,8 +93,8 @@ func TestPoolReusesCleanSandboxes(t *testing.T) {
 	ctx := context.Background()
 	// The command and the first process it starts are PIDs 2 and 3, and
 	// nothing is left in the writable directories.
-	const probe = `echo /proc/[0-9]*; sh -c 'echo $$'; ls -A /tmp; ls -A /dev/shm; ls /; `
-	const want = "/proc/1 /proc/2\n3\nbin\ndev\netc\nproc\nroot\nsbin\ntmp\nusr\n"
+	const probe = `echo /proc/[0-9]*; sh -c 'echo $$'; grep -o 'TCP: inuse [0-9]* orphan [0-9]* tw [0-9]*' /proc/net/sockstat; ls -A /tmp; ls -A /dev/shm; ls /; `
+	const want = "/proc/1 /proc/2\n3\nTCP: inuse 0 orphan 0 tw 0\nbin\ndev\netc\nproc\nroot\nsbin\ntmp\nusr\n"
 	for i, tt := range []struct {
 		leave  string
 		reused bool // the run's sandbox serves the next one
@@ -105,6 +105,8 @@ func TestPoolReusesCleanSandboxes(t *testing.T) {
 		{"mkdir /tmp/d; rmdir /tmp/d", true}, // a file made and removed
 		{"echo x > /dev/shm/f", false},       // a file
 		{"sh -c 'sleep 100 &' & wait", true}, // an orphan: killed
+		{"nc -l -p 7000 -e true & sleep 0.1; nc 127.0.0.1 7000 </dev/null", false}, // a connection in TIME_WAIT
+		{"nc -l -p 7001 & sleep 0.05", true},                                       // a listener: closed with its process
 		{"true", true},
 	} {
 		before := pool.Stats()

@@ -279,16 +279,15 @@ func (r *run) start(plan *plan) (err error) {
 	var stdin *os.File
 	switch in := c.Stdin.(type) {
 	case nil:
-		f, err := os.Open(os.DevNull)
+		f, err := devNull()
 		if err != nil {
 			return err
 		}
 		stdin = f
-		childEnds = append(childEnds, f)
 	case *os.File:
 		stdin = in
 	default:
-		pr, pw, err := os.Pipe()
+		pw, pr, err := pipe(true)
 		if err != nil {
 			return err
 		}
@@ -296,13 +295,13 @@ func (r *run) start(plan *plan) (err error) {
 		childEnds = append(childEnds, pr)
 		r.parentEnds = append(r.parentEnds, pw)
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := pipe(false)
 	if err != nil {
 		return err
 	}
 	childEnds = append(childEnds, outW)
 	r.parentEnds = append(r.parentEnds, outR)
-	errR, errW, err := os.Pipe()
+	errR, errW, err := pipe(false)
 	if err != nil {
 		return err
 	}
@@ -374,6 +373,34 @@ func (r *run) start(plan *plan) (err error) {
 	}
 	return nil
 }
+
+// pipe makes a pipe for the command's stdio: the parent's end (the write
+// end when parentWrites, else the read end) in the runtime's poller, the
+// child's end a plain blocking descriptor, which os.Pipe would also
+// register with the poller and forkexec then set back to blocking: four
+// system calls a pipe saved.
+func pipe(parentWrites bool) (parent, child *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	pi, ci := 0, 1
+	if parentWrites {
+		pi, ci = 1, 0
+	}
+	if err := unix.SetNonblock(p[pi], true); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(p[pi]), "|1"), os.NewFile(uintptr(p[ci]), "|0"), nil
+}
+
+// devNull is /dev/null opened for reading, the stdin of every command
+// that has none: opened once.
+var devNull = sync.OnceValues(func() (*os.File, error) {
+	return os.Open(os.DevNull)
+})
 
 // makeCgroup creates the run's cgroup, if it is to have one of its own.
 func (r *run) makeCgroup() (err error) {

@@ -229,7 +229,21 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 		_, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sh", "-c", "sleep 100 & true"}})
 		require.NoError(t, err)
 	}
+	// A run that ends clean after Close: nobody takes its sandbox back.
+	done := make(chan error)
+	go func() {
+		res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sleep", "0.3"}})
+		if err == nil && res.Status != sandbox.OK {
+			err = fmt.Errorf("status %v", res.Status)
+		}
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
 	require.NoError(t, pool.Close())
+	require.NoError(t, <-done)
+	st := pool.Stats()
+	assert.Equal(t, int64(11), st.Runs)
+	assert.GreaterOrEqual(t, st.Reused, st.Runs-3, "every run but the first of each of the 3 sandboxes was served by one an earlier run left")
 	var after snapshot
 	for range 50 {
 		if after = takeSnapshot(t); after == before {

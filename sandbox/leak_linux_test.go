@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -226,6 +227,25 @@ func TestNoGrowth(t *testing.T) {
 		t.Skip("10,000 runs")
 	}
 	img, _ := busybox(t)
+	cold := func() (*sandbox.Result, error) {
+		return sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{})
+	}
+	t.Run("cold", func(t *testing.T) { testNoGrowth(t, cold) })
+	// A pool's sandboxes serve run after run: neither their inits nor this
+	// process may keep anything of each.
+	pool := newPool(t, img, 2, nil)
+	pooled := func() (*sandbox.Result, error) {
+		return pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"true"}})
+	}
+	t.Run("pooled", func(t *testing.T) {
+		testNoGrowth(t, pooled)
+		if poolReuses() {
+			assert.Greater(t, pool.Stats().Reused, int64(9000), "most runs reuse a sandbox")
+		}
+	})
+}
+
+func testNoGrowth(t *testing.T, runOne func() (*sandbox.Result, error)) {
 	run := func(n int) {
 		var wg sync.WaitGroup
 		for w := range 2 {
@@ -233,7 +253,7 @@ func TestNoGrowth(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := w; i < n; i += 2 {
-					res, err := sandbox.Run(context.Background(), img, []string{"true"}, sandbox.Limits{})
+					res, err := runOne()
 					if err != nil || res.Status != sandbox.OK {
 						t.Errorf("run %d: %v %v", i, err, res)
 						return
@@ -244,8 +264,8 @@ func TestNoGrowth(t *testing.T) {
 		wg.Wait()
 	}
 	type usage struct {
-		goroutines, fds int
-		heap            uint64
+		goroutines, fds, initFDs int
+		heap                     uint64
 	}
 	measure := func() usage {
 		runtime.GC()
@@ -253,14 +273,14 @@ func TestNoGrowth(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		fds, err := os.ReadDir("/proc/self/fd")
 		require.NoError(t, err)
-		return usage{runtime.NumGoroutine(), len(fds), ms.HeapAlloc}
+		return usage{runtime.NumGoroutine(), len(fds), initFDs(t), ms.HeapAlloc}
 	}
 	run(200)
 	before := measure()
 	run(10000)
 	var after usage
 	for range 50 { // what the last runs started may still be finishing
-		if after = measure(); after.goroutines <= before.goroutines && after.fds <= before.fds {
+		if after = measure(); after.goroutines <= before.goroutines && after.fds <= before.fds && after.initFDs <= before.initFDs {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -268,5 +288,29 @@ func TestNoGrowth(t *testing.T) {
 	t.Logf("before %+v, after %+v", before, after)
 	assert.LessOrEqual(t, after.goroutines, before.goroutines, "goroutines")
 	assert.LessOrEqual(t, after.fds, before.fds, "descriptors")
+	assert.LessOrEqual(t, after.initFDs, before.initFDs, "descriptors of this process's inits")
 	assert.Less(t, after.heap, before.heap+1<<20, "live heap grew by more than 1 MiB")
+}
+
+// initFDs counts the open descriptors of this process's sandbox inits.
+func initFDs(t *testing.T) int {
+	n := 0
+	procs, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	self := strconv.Itoa(os.Getpid())
+	for _, p := range procs {
+		stat, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil || !strings.Contains(string(stat), "(hutch-init)") {
+			continue
+		}
+		// The zygote clones inits as this process's children.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 2 || f[1] != self {
+			continue
+		}
+		if fds, err := os.ReadDir("/proc/" + p.Name() + "/fd"); err == nil {
+			n += len(fds)
+		}
+	}
+	return n
 }

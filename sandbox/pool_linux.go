@@ -95,6 +95,16 @@ type pooledSandbox struct {
 // nil, holds what every run of the pool shares: Hostname, Binds, Network,
 // Credential, Syscalls and Limits.Disk; the rest of it is ignored. The
 // sandboxes are prepared in the background, one goroutine each.
+//
+// A sandbox serves another run only when its run left it as its setup
+// did: init kills and reaps whatever the command left running, detaches
+// the run's own binds, and checks that the sandbox's writable filesystems
+// (the overlay's upper directory and /tmp, /dev/shm) have as many free
+// blocks and inodes as after the setup; the pool checks that no socket is
+// left in the network namespace. Every run gets a fresh cgroup and IPC
+// namespace, and its command is PID 2. Sandboxes are reused only for a
+// root caller whose template does not run commands as uid 0 (see
+// Stats); otherwise each serves one run.
 func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 	if size <= 0 {
 		return nil, invalid("size", "%d is not positive", size)

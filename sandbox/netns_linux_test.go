@@ -26,7 +26,7 @@ func TestNetworkNamespaceReuseCarriesNoSockets(t *testing.T) {
 		// namespace ending, a listener). The server closes first, with
 		// nothing unread (unread data would make it a reset).
 		res := sh(t, img, "nc -l -p 7000 -e true & sleep 0.1; nc 127.0.0.1 7000 </dev/null; grep -o 'tw [0-9]*' /proc/net/sockstat; nc -l -p 7001 & sleep 0.05")
-		require.Equal(t, "tw 1\n", string(res.Stdout), "the run leaves a connection in TIME_WAIT")
+		require.Regexp(t, `^tw [1-9]`, string(res.Stdout), "the run leaves a connection in TIME_WAIT (both ends, when they close at once)")
 		res = sh(t, img, "cat /proc/net/sockstat; ip -o link show lo | grep -c UP")
 		out := string(res.Stdout)
 		assert.Contains(t, out, "TCP: inuse 0 ", "a socket was carried over")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -309,4 +310,67 @@ func TestInitStatus(t *testing.T) {
 	// Nothing of it is left to wait for.
 	_, err = syscall.Wait4(p.Pid, nil, syscall.WNOHANG, nil)
 	assert.ErrorIs(t, err, syscall.ECHILD)
+}
+
+// A reusable child serves command after command while each leaves its
+// writable filesystem as the setup did: what a command left running is
+// killed, the next command is PID 2 again, and a command that leaves a
+// file ends the child.
+func TestReusable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for PID and mount namespaces")
+	}
+	dir := t.TempDir()
+	p, err := Start(&Config{
+		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
+		Steps: []Step{
+			Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
+			Mount("mount tmpfs", "tmpfs", dir, "tmpfs", 0, "size=1m"),
+			Mkdir("make proc dir", dir+"/proc", 0o755),
+			Mount("mount proc", "proc", dir+"/proc", "proc", 0, ""),
+			OpenSlot("open ns_last_pid", dir+"/proc/sys/kernel/ns_last_pid", unix.O_WRONLY, 0),
+			OpenSlot("open tmpfs", dir, unix.O_RDONLY|unix.O_DIRECTORY, 1),
+		},
+		Deferred:      true,
+		Reusable:      true,
+		LastPidSlot:   0,
+		WritableSlots: []int{1},
+		Stdio:         stdio(t),
+	})
+	require.NoError(t, err)
+	defer p.Close()
+	require.NoError(t, p.Release(context.Background()))
+	run := func(script string) (*Exit, string) {
+		t.Helper()
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		defer r.Close()
+		null := stdio(t)[0]
+		err = p.Run(context.Background(), &Command{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Stdio: [3]*os.File{null, w, w}})
+		w.Close()
+		require.NoError(t, err)
+		out, err := io.ReadAll(r)
+		require.NoError(t, err)
+		ex, err := p.Wait()
+		require.NoError(t, err)
+		return ex, string(out)
+	}
+	// Each prints its PID, its first child's and the processes it sees,
+	// and leaves something behind. (The sandbox's tests check the IPC
+	// namespaces: TestPoolRunsHaveTheirOwnIPC.)
+	probe := "echo $$ $(sh -c 'echo $$'); cd " + dir + "/proc; echo [0-9]*; "
+	for i, leave := range []string{"sleep 100 &", "sleep 100 & sleep 100 &", "mkdir " + dir + "/d; rmdir " + dir + "/d"} {
+		ex, out := run(probe + leave)
+		require.True(t, ex.Reported)
+		assert.True(t, ex.Reusable, "run %d: %s", i, out)
+		lines := strings.Split(out, "\n")
+		require.Len(t, lines, 3, "run %d: %q", i, out)
+		assert.Equal(t, "2 3", lines[0], "run %d", i)
+		assert.Equal(t, "1 2", lines[1], "run %d: a process left by the run before", i)
+	}
+	ex, _ := run("echo x > " + dir + "/f")
+	assert.True(t, ex.Reported)
+	assert.False(t, ex.Reusable, "a file was left")
+	assert.True(t, p.Reaped(), "init exits once its sandbox is not clean")
+	assert.Error(t, p.Run(context.Background(), &Command{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)}))
 }

@@ -176,9 +176,7 @@ func initMain(c *childData) {
 				c.reusable = false
 			}
 		}
-		c.errBuf[0] = stageReady
-		c.errBuf[1] = 0
-		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+		sendStage(c, stageReady, 0)
 	} else {
 		c.argvp = uintptr(unsafe.Pointer(&c.argv[0]))
 		c.envvp = uintptr(unsafe.Pointer(&c.envv[0]))
@@ -229,9 +227,7 @@ next:
 	if c.reusable {
 		// The error pipe serves the next command too: say the command
 		// started (after its own failure record, if it failed).
-		c.errBuf[0] = stageStarted
-		c.errBuf[1] = 0
-		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+		sendStage(c, stageStarted, 0)
 	} else {
 		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(c.errW), 0, 0)
 	}
@@ -306,9 +302,7 @@ func receiveRequest(c *childData) (idx int32, err1 syscall.Errno) {
 		}
 	}
 	if c.req.CgDir != 0 {
-		fd = uintptr(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg))])))
-		c.cgDir = int(fd)
-		c.cloneArgs = cloneArgs{Flags: uint64(c.cgDirFlags), ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
+		c.setCgroupDir(int(*(*int32)(unsafe.Pointer(&c.reqCmsg[unix.SizeofCmsghdr+4*(3+int(c.req.Ncg))]))))
 	}
 	// The run's own binds: mount trees the parent cloned, attached here,
 	// in this sandbox's mount namespace (for this run only: a reusable
@@ -391,7 +385,7 @@ func cleanUp(c *childData) bool {
 		if err1 != 0 {
 			break // ESRCH: nobody left
 		}
-		_, _, err1 = syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(&c.reaped)), unix.WALL, 0, 0, 0)
+		_, _, err1 = syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), 0, unix.WALL, 0, 0, 0)
 		if err1 == syscall.ECHILD {
 			// One still on its way to being reparented here.
 			if tries++; tries > 10000 {
@@ -645,12 +639,22 @@ func waitGoAhead(c *childData) {
 //go:norace
 //go:nocheckptr
 func childFail(c *childData, idx int32, err1 syscall.Errno, exit uintptr) {
-	c.errBuf[0] = idx
-	c.errBuf[1] = int32(err1)
-	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
+	sendStage(c, idx, err1)
 	for {
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, exit, 0, 0)
 	}
+}
+
+// sendStage writes a record to the error pipe: a failed stage and its
+// error, or a stage reached (stageReady, stageStarted) with 0.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func sendStage(c *childData, idx int32, err1 syscall.Errno) {
+	c.errBuf[0] = idx
+	c.errBuf[1] = int32(err1)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.errW), uintptr(unsafe.Pointer(&c.errBuf[0])), unsafe.Sizeof(c.errBuf))
 }
 
 // runSteps runs the setup steps in order, and returns the index of the

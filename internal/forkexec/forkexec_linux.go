@@ -324,14 +324,13 @@ type childData struct {
 	// their free blocks and inodes once set up, its ns_last_pid, the extra
 	// clone flags of its commands, and which of a request's bind targets
 	// it made (to remove them after the run).
-	reusable   bool
-	writable   [4]int32
-	nwritable  int
-	free       [4][2]uint64
-	lastPid    int
-	cmdFlags   uintptr
-	bindMade   [maxRequestBinds]bool
-	cgDirFlags uintptr // cloneArgs.Flags for a request's cgroup directory
+	reusable  bool
+	writable  [4]int32
+	nwritable int
+	free      [4][2]uint64
+	lastPid   int
+	cmdFlags  uintptr
+	bindMade  [maxRequestBinds]bool
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32
@@ -341,7 +340,6 @@ type childData struct {
 	sigdfl   [4]uintptr // a kernel sigaction of SIG_DFL, no flags, empty mask
 	sigmask  uint64
 	pidfd    int32
-	reaped   int32 // the status of a process reaped in a reusable child's clean-up
 	statfs   unix.Statfs_t
 	readByte [1]byte
 	// The command, for the fork: argv, envp and the candidate paths.
@@ -489,7 +487,6 @@ func Start(cfg *Config) (p *Process, err error) {
 	if cfg.Reusable {
 		c.cmdFlags = unix.CLONE_NEWIPC
 	}
-	c.cgDirFlags = forkFlags | unix.CLONE_INTO_CGROUP | c.cmdFlags
 	for _, f := range cfg.Join {
 		c.join = append(c.join, int(f.Fd()))
 	}
@@ -684,10 +681,15 @@ func Start(cfg *Config) (p *Process, err error) {
 }
 
 // setCgroupDir makes the command born in the cgroup whose directory is
-// open as fd (clone3 with CLONE_INTO_CGROUP).
+// open as fd (clone3 with CLONE_INTO_CGROUP). A deferred child calls it
+// too, for each request's directory.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
 func (c *childData) setCgroupDir(fd int) {
 	c.cgDir = fd
-	c.cloneArgs = cloneArgs{Flags: uint64(c.cgDirFlags), ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
+	c.cloneArgs = cloneArgs{Flags: uint64(forkFlags | unix.CLONE_INTO_CGROUP | c.cmdFlags), ExitSignal: uint64(syscall.SIGCHLD), Cgroup: uint64(fd)}
 }
 
 // linkBuffers points c's message headers at c's own buffers: the request

@@ -134,16 +134,20 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	if err != nil {
 		return nil, err
 	}
-	// A pool's sandbox may serve several runs (see reusable).
+	// A pool's sandbox may serve several runs (see reusable). Init then
+	// keeps a directory on each writable filesystem open, and
+	// ns_last_pid, in slots after the binds'.
 	all := append(imageBinds(spec.Binds), binds...)
 	reuse := mode == awaitCommand && cg == nil && c.WritableLayer == "" && reusable(userNS, cred)
-	var reuseSlots []int // the writable directories' slots, after the binds'
-	reuseSlot := func(s *[]forkexec.Step, stage, path string, flags int) {
+	var writableSlots []int
+	var lastPidSlot int
+	nextSlot := len(all)
+	reuseSlot := func(s *[]forkexec.Step, stage, path string, flags int) int {
 		if reuse {
-			slot := len(all) + len(reuseSlots)
-			*s = append(*s, forkexec.OpenSlot(stage, path, flags, slot))
-			reuseSlots = append(reuseSlots, slot)
+			*s = append(*s, forkexec.OpenSlot(stage, path, flags, nextSlot))
 		}
+		nextSlot++
+		return nextSlot - 1
 	}
 	s := []forkexec.Step{
 		forkexec.Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
@@ -154,7 +158,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.Mkdir("create /tmp", tmp, 0o1777),
 	}
 	// The scratch tmpfs holds the overlay's upper directory and /tmp.
-	reuseSlot(&s, "open scratch tmpfs", upper, unix.O_RDONLY|unix.O_DIRECTORY)
+	writableSlots = append(writableSlots, reuseSlot(&s, "open scratch tmpfs", upper, unix.O_RDONLY|unix.O_DIRECTORY))
 	if lowerDir != "" {
 		// Layer paths relative to here keep the option string in a page.
 		s = append(s, forkexec.Chdir("enter layer links", lowerDir))
@@ -171,8 +175,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.Mount("mount /proc", "proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""),
 	)
 	// Opened before /proc/sys is made read-only, on the proc mount itself.
-	lastPidSlot := len(all) + len(reuseSlots)
-	reuseSlot(&s, "open ns_last_pid", "proc/sys/kernel/ns_last_pid", unix.O_WRONLY)
+	lastPidSlot = reuseSlot(&s, "open ns_last_pid", "proc/sys/kernel/ns_last_pid", unix.O_WRONLY)
 	s = append(s, procMasks()...)
 	// /dev is nodev: the device nodes below are binds of the host's, which
 	// carry their own flags; nothing made in the tmpfs itself opens a device.
@@ -186,7 +189,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		forkexec.Mkdir("create /dev/shm", "dev/shm", 0o1777),
 		forkexec.Mount("mount /dev/shm", "tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"),
 	)
-	reuseSlot(&s, "open /dev/shm", "dev/shm", unix.O_RDONLY|unix.O_DIRECTORY)
+	writableSlots = append(writableSlots, reuseSlot(&s, "open /dev/shm", "dev/shm", unix.O_RDONLY|unix.O_DIRECTORY))
 	s = append(s,
 		forkexec.Mkdir("create /dev/pts", "dev/pts", 0o755),
 		forkexec.Mount("mount /dev/pts", "devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
@@ -296,13 +299,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
 	if reuse {
-		cfg.Reusable = true
-		cfg.LastPidSlot = lastPidSlot
-		for _, slot := range reuseSlots {
-			if slot != lastPidSlot {
-				cfg.WritableSlots = append(cfg.WritableSlots, slot)
-			}
-		}
+		cfg.Reusable, cfg.LastPidSlot, cfg.WritableSlots = true, lastPidSlot, writableSlots
 	}
 	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
 }

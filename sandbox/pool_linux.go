@@ -203,11 +203,10 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	null, err := os.Open(os.DevNull)
+	null, err := devNull()
 	if err != nil {
 		return nil, err
 	}
-	defer null.Close()
 	cfg := pl.config
 	cfg.Stdio = [3]*os.File{null, null, null}
 	v2 := cgroup.DetectMode() == cgroup.V2
@@ -222,14 +221,7 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 		}
 		return nil, setupError(err, nil)
 	}
-	ps := &pooledSandbox{proc: proc, plan: pl, reusable: cfg.Reusable}
-	if pl.recycleNet {
-		ps.netns = pl.netns
-		if ps.netns == nil {
-			ps.netns = ns.OpenNetwork(proc.Pid)
-		}
-		pl.netns = nil
-	}
+	ps := &pooledSandbox{proc: proc, plan: pl, reusable: cfg.Reusable, netns: pl.takeNetns(proc.Pid)}
 	if ps.reusable {
 		ps.done = make(chan bool, 1)
 	}
@@ -335,14 +327,7 @@ func (ps *pooledSandbox) discard() {
 // closeNetns offers the network namespace of a sandbox whose init has been
 // reaped to later runs, when it is provably empty.
 func (ps *pooledSandbox) closeNetns() {
-	if ps.netns == nil {
-		return
-	}
-	if ps.proc.Reaped() {
-		ns.RecycleNetwork(ps.netns)
-	} else {
-		ps.netns.Close()
-	}
+	offerNetns(ps.netns, ps.proc)
 	ps.netns = nil
 }
 

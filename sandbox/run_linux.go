@@ -488,21 +488,35 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 // recycleNetnsAfter arranges for the run's network namespace to be offered
 // to later runs once this one is over.
 func (r *run) recycleNetnsAfter(plan *plan) {
-	if !plan.recycleNet {
-		return
+	if netns := plan.takeNetns(r.proc.Pid); netns != nil {
+		r.cleanup = append(r.cleanup, func() { offerNetns(netns, r.proc) })
 	}
-	netns := plan.netns
+}
+
+// takeNetns returns the network namespace that the child started for the
+// plan, process pid, is in, when it may be offered to later runs: the one
+// it joined (plan.netns, which the caller then owns) or its own.
+func (p *plan) takeNetns(pid int) *os.File {
+	if !p.recycleNet {
+		return nil
+	}
+	netns := p.netns
 	if netns == nil {
-		netns = ns.OpenNetwork(r.proc.Pid)
+		netns = ns.OpenNetwork(pid)
 	}
-	plan.netns = nil
-	r.cleanup = append(r.cleanup, func() {
-		if r.proc.Reaped() {
-			ns.RecycleNetwork(netns)
-		} else if netns != nil {
-			netns.Close()
-		}
-	})
+	p.netns = nil
+	return netns
+}
+
+// offerNetns offers netns, which proc's sandbox was in, to later runs once
+// proc has been reaped (every process in it is gone, see
+// ns.RecycleNetwork), and closes it otherwise.
+func offerNetns(netns *os.File, proc *forkexec.Process) {
+	if proc.Reaped() {
+		ns.RecycleNetwork(netns)
+	} else if netns != nil {
+		netns.Close()
+	}
 }
 
 // wait waits for the command, collects its Result and removes what the

@@ -336,7 +336,10 @@ func (ps *pooledSandbox) closeNetns() {
 // Syscalls and WritableLayer must be unset: they are the pool's. c's Binds
 // are added to the pool's for this run alone (root callers only; a bind
 // target's parent directory must exist). It waits for a sandbox to be
-// ready as long as ctx allows.
+// ready as long as ctx allows. In a pool whose sandboxes serve several
+// runs (see NewPool), Run waits in poll(2), which blocks its goroutine's
+// thread, as os/exec's Wait does: a busy pool of size N takes up to N
+// threads.
 func (p *Pool) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	if ctx == nil {
 		panic("sandbox: nil Context")

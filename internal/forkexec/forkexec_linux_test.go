@@ -316,11 +316,13 @@ func TestInitStatus(t *testing.T) {
 // writable filesystem as the setup did: what a command left running is
 // killed, the next command is PID 2 again, and a command that leaves a
 // file ends the child.
-func TestReusable(t *testing.T) {
+// startReusable starts and releases a reusable child whose sandbox has
+// its own /proc and a tmpfs at dir, its writable filesystem.
+func startReusable(t *testing.T, dir string) *Process {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for PID and mount namespaces")
 	}
-	dir := t.TempDir()
 	p, err := Start(&Config{
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
 		Steps: []Step{
@@ -338,8 +340,14 @@ func TestReusable(t *testing.T) {
 		Stdio:         stdio(t),
 	})
 	require.NoError(t, err)
-	defer p.Close()
+	t.Cleanup(p.Close)
 	require.NoError(t, p.Release(context.Background()))
+	return p
+}
+
+func TestReusable(t *testing.T) {
+	dir := t.TempDir()
+	p := startReusable(t, dir)
 	run := func(script string) (*Exit, string) {
 		t.Helper()
 		r, w, err := os.Pipe()
@@ -373,4 +381,67 @@ func TestReusable(t *testing.T) {
 	assert.False(t, ex.Reusable, "a file was left")
 	assert.True(t, p.Reaped(), "init exits once its sandbox is not clean")
 	assert.Error(t, p.Run(context.Background(), &Command{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)}))
+}
+
+// A reusable child's Run and Wait block their thread in poll: a cancel
+// still ends the wait for the exec, and Close, from another goroutine,
+// still ends a Wait (the child goes first, then its files).
+func TestReusableWaitsEnd(t *testing.T) {
+	t.Run("canceled Run", func(t *testing.T) {
+		p := startReusable(t, t.TempDir())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := p.Run(ctx, &Command{Path: []string{"/bin/sleep"}, Argv: []string{"sleep", "100"}, Stdio: stdio(t)})
+		require.ErrorIs(t, err, context.Canceled)
+		assert.True(t, p.Reaped(), "a canceled Run kills the child")
+	})
+	t.Run("Close during Wait", func(t *testing.T) {
+		p := startReusable(t, t.TempDir())
+		require.NoError(t, p.Run(context.Background(), &Command{Path: []string{"/bin/sleep"}, Argv: []string{"sleep", "100"}, Stdio: stdio(t)}))
+		waited := make(chan *Exit, 1)
+		go func() {
+			ex, _ := p.Wait()
+			waited <- ex
+		}()
+		time.Sleep(50 * time.Millisecond) // into the poll
+		closed := make(chan struct{})
+		go func() {
+			p.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not return while Wait waited")
+		}
+		select {
+		case ex := <-waited:
+			if ex != nil {
+				assert.False(t, ex.Reusable)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Wait did not return after Close")
+		}
+	})
+}
+
+func TestPollReadable(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	assert.ErrorIs(t, pollReadable(ctx, r), context.Canceled, "a cancel ends the poll")
+	assert.ErrorIs(t, pollReadable(ctx, r), context.Canceled, "a done context: no poll")
+
+	time.AfterFunc(20*time.Millisecond, func() { w.Write([]byte("x")) })
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	require.NoError(t, pollReadable(ctx2, r), "data ends the poll")
+	var b [1]byte
+	_, err = r.Read(b[:])
+	require.NoError(t, err)
+
+	time.AfterFunc(20*time.Millisecond, func() { w.Close() })
+	require.NoError(t, pollReadable(context.Background(), r), "the end of the pipe ends the poll")
 }

@@ -203,13 +203,13 @@ type Config struct {
 	// (0), and when nothing on those filesystems that the setup made is
 	// its to write: the caller's to ensure.
 	//
-	// Run, Release and Wait of a reusable child wait in poll(2), which
-	// blocks their thread, rather than in the runtime's poller: a pool
-	// whose two workers each parked a goroutine twice per run (for the
-	// exec, then for the report) left the 2-CPU machine idle 17% of the
-	// time in wakeups and spinning threads (BenchmarkPoolRunParallel 0.76
-	// -> 0.59 ms/op). A reusable child's waits take a thread each, as
-	// os/exec's Wait does.
+	// Run and Wait of a reusable child wait in poll(2), which blocks
+	// their thread, rather than in the runtime's poller: a pool whose two
+	// workers each parked a goroutine twice per run (for the exec, then
+	// for the report) left the 2-CPU machine idle 17% of the time in
+	// wakeups and spinning threads (BenchmarkPoolRunParallel 0.76 -> 0.59
+	// ms/op; see pollReadable). Those waits take a thread each, as
+	// os/exec's Wait does. (Release, the setup's wait, keeps the poller.)
 	Reusable bool
 	// WritableSlots are descriptor slots (OpenSlot steps) of a directory
 	// on each filesystem the command may write: the tmpfs that holds the
@@ -795,24 +795,25 @@ func (p *Process) Release(ctx context.Context) error {
 	if err != nil {
 		// A child that waits for the go-ahead only after some steps may
 		// have failed one of them and gone: its record says which.
-		if aerr := p.await(ctx); aerr != nil {
+		if aerr := p.await(ctx, false); aerr != nil {
 			return aerr
 		}
 		p.Close()
 		return fmt.Errorf("forkexec: releasing the child: %w", err)
 	}
-	return p.await(ctx)
+	return p.await(ctx, false)
 }
 
 // await reads the error pipe: EOF means the command was executed, a
-// record a failure or, for a deferred child, that its setup is done.
-func (p *Process) await(ctx context.Context) error {
+// record a failure or, for a deferred child, that its setup is done. With
+// inPoll it waits in pollReadable, else in the runtime's poller.
+func (p *Process) await(ctx context.Context, inPoll bool) error {
 	var (
 		buf [8]byte
 		n   int
 		err error
 	)
-	if p.c.reusable {
+	if inPoll {
 		if err = pollReadable(ctx, p.errR); err == nil {
 			n, err = io.ReadFull(p.errR, buf[:])
 		}
@@ -915,7 +916,7 @@ func (p *Process) Run(ctx context.Context, cmd *Command) error {
 		p.Close()
 		return fmt.Errorf("forkexec: sending the command: %w", err)
 	}
-	return p.await(ctx)
+	return p.await(ctx, p.c.reusable)
 }
 
 // request serializes cmd into the bytes of a request as it will sit in

@@ -48,6 +48,9 @@ func TestPoolMatchesColdRuns(t *testing.T) {
 		{"memory", sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=32M", "count=1"}, Limits: sandbox.Limits{Memory: 16 << 20}}, false},
 		{"file size", sandbox.Cmd{Args: []string{"dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=8"}, Limits: sandbox.Limits{FileSize: 1 << 20}}, false},
 		{"rlimits", sandbox.Cmd{Args: []string{"sh", "-c", "ulimit -n; ulimit -s"}, Limits: sandbox.Limits{OpenFiles: 77, Stack: 4 << 20}}, true},
+		// Capability sets (a reused sandbox's init drops the commands'
+		// bounding set once), no_new_privs, seccomp.
+		{"hardening", sandbox.Cmd{Args: []string{"sh", "-c", "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

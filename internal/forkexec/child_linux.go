@@ -176,6 +176,19 @@ func initMain(c *childData) {
 				c.reusable = false
 			}
 		}
+		if c.reusable && c.dropCaps {
+			// The commands' bounding set, dropped once for all of them
+			// (41 prctl calls a command saved): it limits what an execve
+			// grants, and init executes nothing.
+			for r1 = 0; r1 <= c.capLast; r1++ {
+				_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, r1, 0, 0, 0, 0)
+				if err1 != 0 {
+					idx = stageCapabilities
+					goto fail
+				}
+			}
+			c.bsetDropped = true
+		}
 		sendStage(c, stageReady, 0)
 	} else {
 		c.argvp = uintptr(unsafe.Pointer(&c.argv[0]))
@@ -486,7 +499,7 @@ func commandMain(c *childData, bornIn bool) {
 	if c.dropCaps {
 		// The bounding and ambient sets first, while CAP_SETPCAP is
 		// still ours; permitted and effective after the uid change.
-		for r1 = 0; r1 <= c.capLast; r1++ {
+		for r1 = 0; r1 <= c.capLast && !c.bsetDropped; r1++ {
 			_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, r1, 0, 0, 0, 0)
 			if err1 != 0 {
 				idx = stageCapabilities

@@ -180,14 +180,10 @@ func initMain(c *childData) {
 			// The commands' bounding set, dropped once for all of them
 			// (41 prctl calls a command saved): it limits what an execve
 			// grants, and init executes nothing.
-			for r1 = 0; r1 <= c.capLast; r1++ {
-				_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, r1, 0, 0, 0, 0)
-				if err1 != 0 {
-					idx = stageCapabilities
-					goto fail
-				}
+			if err1 = dropBoundingSet(c); err1 != 0 {
+				idx = stageCapabilities
+				goto fail
 			}
-			c.bsetDropped = true
 		}
 		sendStage(c, stageReady, 0)
 	} else {
@@ -498,10 +494,11 @@ func commandMain(c *childData, bornIn bool) {
 	}
 	if c.dropCaps {
 		// The bounding and ambient sets first, while CAP_SETPCAP is
-		// still ours; permitted and effective after the uid change.
-		for r1 = 0; r1 <= c.capLast && !c.bsetDropped; r1++ {
-			_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, r1, 0, 0, 0, 0)
-			if err1 != 0 {
+		// still ours; permitted and effective after the uid change. (A
+		// reusable init dropped the bounding set before its first
+		// command.)
+		if !c.reusable {
+			if err1 = dropBoundingSet(c); err1 != 0 {
 				idx = stageCapabilities
 				goto fail
 			}
@@ -644,6 +641,20 @@ func waitGoAhead(c *childData) {
 	if err1 != 0 || r1 != 1 {
 		syscall.RawSyscall6(syscall.SYS_EXIT_GROUP, 1, 0, 0, 0, 0, 0)
 	}
+}
+
+// dropBoundingSet empties the capability bounding set.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func dropBoundingSet(c *childData) syscall.Errno {
+	for i := uintptr(0); i <= c.capLast; i++ {
+		if _, _, err1 := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, i, 0, 0, 0, 0); err1 != 0 {
+			return err1
+		}
+	}
+	return 0
 }
 
 // childFail reports a failed stage through the error pipe and exits.

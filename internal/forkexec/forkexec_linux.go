@@ -332,16 +332,13 @@ type childData struct {
 	// their free blocks and inodes once set up, its ns_last_pid, the extra
 	// clone flags of its commands, and which of a request's bind targets
 	// it made (to remove them after the run).
-	reusable bool
-	// bsetDropped: a reusable init dropped the bounding set once for all
-	// its commands.
-	bsetDropped bool
-	writable    [4]int32
-	nwritable   int
-	free        [4][2]uint64
-	lastPid     int
-	cmdFlags    uintptr
-	bindMade    [maxRequestBinds]bool
+	reusable  bool
+	writable  [4]int32
+	nwritable int
+	free      [4][2]uint64
+	lastPid   int
+	cmdFlags  uintptr
+	bindMade  [maxRequestBinds]bool
 
 	// Written by the child, in its own copy.
 	errBuf   [2]int32

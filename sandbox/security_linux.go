@@ -23,10 +23,9 @@ func (c *Cmd) credential(userNS bool) (Credential, error) {
 	return cred, nil
 }
 
-// defaultProgram is the default filter, assembled once.
-var defaultProgram = sync.OnceValues(func() (*seccomp.Program, error) {
-	return seccomp.DefaultPolicy().Program()
-})
+// defaultProgram is the default filter, assembled once (ahead of time,
+// on amd64).
+var defaultProgram = sync.OnceValues(seccomp.DefaultProgram)
 
 // program assembles the filter f describes; nil f is the default.
 func (f *SyscallFilter) program() (*seccomp.Program, error) {

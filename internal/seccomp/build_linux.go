@@ -274,3 +274,15 @@ func ruleCode(r Rule) ([]bpf.Instruction, error) {
 	}
 	return code, nil
 }
+
+// DefaultProgram is DefaultPolicy().Program(), assembled ahead of time
+// where it can be (mkdefault.go writes it for amd64; other architectures
+// assemble it here).
+func DefaultProgram() (*Program, error) {
+	if len(defaultFilter) == 0 {
+		return DefaultPolicy().Program()
+	}
+	prog := &Program{Filter: slices.Clone(defaultFilter[:])}
+	prog.Fprog = unix.SockFprog{Len: uint16(len(prog.Filter)), Filter: &prog.Filter[0]}
+	return prog, nil
+}

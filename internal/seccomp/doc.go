@@ -28,3 +28,4 @@
 package seccomp
 
 //go:generate go run mksyscalls.go
+//go:generate go run mkdefault.go

@@ -515,13 +515,41 @@ func TestActionString(t *testing.T) {
 	assert.Equal(t, "errno(4000)", Errno(4000).String())
 }
 
-// BenchmarkDefaultProgram builds the default policy's filter, as a process
-// does once, at its first sandbox.
+// BenchmarkDefaultProgram gets the default filter, as a process does once,
+// at its first sandbox: prebuilt, or assembled from the policy.
 func BenchmarkDefaultProgram(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DefaultPolicy().Program(); err != nil {
-			b.Fatal(err)
+	b.Run("prebuilt", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DefaultProgram(); err != nil {
+				b.Fatal(err)
+			}
 		}
+	})
+	b.Run("assembled", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DefaultPolicy().Program(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// The prebuilt default filter is the default policy as it assembles now.
+func TestDefaultFilterIsCurrent(t *testing.T) {
+	want, err := DefaultPolicy().Build()
+	require.NoError(t, err)
+	prog, err := DefaultProgram()
+	require.NoError(t, err)
+	assert.Equal(t, want, prog.Filter, "the prebuilt filter is stale: run go generate ./internal/seccomp")
+	assert.Equal(t, int(prog.Fprog.Len), len(prog.Filter))
+	assert.Same(t, &prog.Filter[0], prog.Fprog.Filter)
+	if runtime.GOARCH == "amd64" {
+		assert.NotEmpty(t, defaultFilter, "amd64 has a prebuilt filter")
+		prog.Filter[0].K++ // a copy: the next program is intact
+		again, err := DefaultProgram()
+		require.NoError(t, err)
+		assert.Equal(t, want, again.Filter)
 	}
 }

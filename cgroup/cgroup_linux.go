@@ -173,15 +173,10 @@ func (s *system) lacks(controller string) bool { return slices.Contains(s.missin
 // otherwise an *UnavailableError that says why, so that a caller can fall
 // back to running without cgroups.
 func Enabled() error {
+	if err := Available(); err != nil {
+		return err
+	}
 	s := detected()
-	if s.mode == Unavailable {
-		return &UnavailableError{Mode: s.mode, Reason: "no cgroup file system",
-			Err: unsupported("no cgroup v1 controller or cgroup2 file system is mounted at " + unifiedMountpoint)}
-	}
-	if len(s.missing) > 0 {
-		return &UnavailableError{Mode: s.mode, Reason: "missing controllers",
-			Err: unsupported("controllers not available: " + strings.Join(s.missing, ", "))}
-	}
 	name := fmt.Sprintf(".probe-%d-%d", os.Getpid(), probes.Add(1))
 	m, err := New(Config{Name: name})
 	if err != nil {
@@ -194,6 +189,23 @@ func Enabled() error {
 }
 
 var probes atomic.Uint64
+
+// Available is the part of Enabled that creates nothing: it reports
+// whether a cgroup file system with every controller hutch uses is
+// mounted, as an *UnavailableError when not. Whether this process may
+// create groups there only creating one tells.
+func Available() error {
+	s := detected()
+	if s.mode == Unavailable {
+		return &UnavailableError{Mode: s.mode, Reason: "no cgroup file system",
+			Err: unsupported("no cgroup v1 controller or cgroup2 file system is mounted at " + unifiedMountpoint)}
+	}
+	if len(s.missing) > 0 {
+		return &UnavailableError{Mode: s.mode, Reason: "missing controllers",
+			Err: unsupported("controllers not available: " + strings.Join(s.missing, ", "))}
+	}
+	return nil
+}
 
 // Manager is one group. Its methods may be called from several goroutines
 // at once.

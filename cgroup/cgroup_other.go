@@ -20,6 +20,9 @@ func Enabled() error {
 	return &UnavailableError{Mode: Unavailable, Reason: "not Linux", Err: errNotLinux}
 }
 
+// Available returns an *UnavailableError: cgroups exist only on Linux.
+func Available() error { return Enabled() }
+
 // Manager is one group; on this system there are none.
 type Manager struct{ path string }
 

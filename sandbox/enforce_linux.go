@@ -21,22 +21,76 @@ type enforcement struct {
 	resources cgroup.Resources
 	rlimits   []forkexec.Rlimit
 	enforced  map[string]string
+	// guessed: cgroup was chosen before this process knew whether it can
+	// make groups; the run's own group tells (see cgroupGuess).
+	guessed bool
 }
 
-// cgroupErr is whether this process can make cgroups: probed once.
-var cgroupErr = sync.OnceValue(cgroup.Enabled)
+// Whether this process can make cgroups, once known: from a probe (a group
+// made and removed, cgroup.Enabled), or from the first group a cold run
+// made on a guess. A process that runs one sandbox (the hutch command)
+// thus makes one group, not three: the probe was a sixth of its run's
+// preparation.
+var cgroupState struct {
+	sync.Mutex
+	known bool
+	err   error
+}
+
+// cgroupErr is whether this process can make cgroups, probed unless known.
+func cgroupErr() error {
+	cgroupState.Lock()
+	defer cgroupState.Unlock()
+	if !cgroupState.known {
+		cgroupState.err, cgroupState.known = cgroup.Enabled(), true
+	}
+	return cgroupState.err
+}
+
+// cgroupGuess is cgroupErr without the probe. While nothing is known yet
+// it reports whether cgroups look usable (cgroup.Available), with known
+// false: the caller makes its group on that guess, and tells
+// (cgroupLearned, or cgroupErr when it failed).
+func cgroupGuess() (err error, known bool) {
+	cgroupState.Lock()
+	defer cgroupState.Unlock()
+	if !cgroupState.known {
+		if err := cgroup.Available(); err != nil {
+			cgroupState.err, cgroupState.known = err, true
+		}
+	}
+	return cgroupState.err, cgroupState.known
+}
+
+// cgroupLearned records that a group made on a guess was made.
+func cgroupLearned() {
+	cgroupState.Lock()
+	defer cgroupState.Unlock()
+	if !cgroupState.known {
+		cgroupState.err, cgroupState.known = nil, true
+	}
+}
 
 // enforce decides how each limit is enforced. It fails, before anything
 // is created, on an rlimit this process cannot grant and, with Strict, on a
 // limit the caller set that it cannot enforce as documented (the default
-// Pids limit alone does not make Strict fail).
-func enforce(l Limits) (*enforcement, error) {
+// Pids limit alone does not make Strict fail). With guess, a cgroup is
+// chosen where one looks possible before that is known (see cgroupGuess).
+func enforce(l Limits, guess bool) (*enforcement, error) {
 	e := &enforcement{enforced: map[string]string{}}
 	explicitPids := l.Pids > 0
 	l = l.withDefaults()
 	needCgroup := l.Memory > 0 || l.Pids > 0 || l.CPUs > 0 || l.CPUTime > 0
 	if needCgroup {
-		if err := cgroupErr(); err == nil {
+		var err error
+		if guess {
+			var known bool
+			err, known = cgroupGuess()
+			e.guessed = err == nil && !known
+		} else {
+			err = cgroupErr()
+		}
+		if err == nil {
 			e.cgroup = true
 		} else if l.Strict && (l.Memory > 0 || explicitPids || l.CPUs > 0 || l.CPUTime > 0) {
 			return nil, &ConfigError{Field: "Limits.Strict", Reason: "Memory, Pids, CPUs and CPUTime need a cgroup, and none can be made here: " + err.Error()}

@@ -80,6 +80,9 @@ func newLockedGroup(group *cgroup.Config, name *nameHolder) (*runLock, *cgroup.M
 	return lock, cg, err
 }
 
+// stageCreateCgroup is the Stage of a SetupError for a group not made.
+const stageCreateCgroup = "create cgroup"
+
 // newGroup creates group, with a setup error. On failure the number name
 // holds, in the group's name, is marked stale: the name may be taken, by a
 // group a crashed process left, say.
@@ -87,7 +90,7 @@ func newGroup(group *cgroup.Config, name *nameHolder) (*cgroup.Manager, error) {
 	cg, err := cgroup.New(*group)
 	if err != nil {
 		name.markStale()
-		return nil, &SetupError{Stage: "create cgroup", Err: err}
+		return nil, &SetupError{Stage: stageCreateCgroup, Err: err}
 	}
 	return cg, nil
 }

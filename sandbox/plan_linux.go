@@ -211,7 +211,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	if cg != nil && !userNS {
 		procs, dir, err := cgroup.Files(*cg)
 		if err != nil {
-			return nil, &SetupError{Stage: "create cgroup", Err: err}
+			return nil, &SetupError{Stage: stageCreateCgroup, Err: err}
 		}
 		s = append(s, forkexec.WaitParent("wait for the cgroup"))
 		slot := len(all) // after the binds'

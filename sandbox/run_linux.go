@@ -116,6 +116,7 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	if err := c.validate(true); err != nil {
 		return nil, err
 	}
+	orig := c
 	spec, err := c.Image.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image: %w", err)
@@ -145,7 +146,19 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	}
 	collectGarbageOnce()
 	if err := r.start(plan); err != nil {
+		if plan.netns != nil {
+			plan.netns.Close()
+		}
+		var se *SetupError
+		if enf.guessed && errors.As(err, &se) && se.Stage == stageCreateCgroup && cgroupErr() != nil {
+			// The guess was wrong: this process cannot make groups (the
+			// probe, made now, agrees). Again, without a cgroup.
+			return orig.start(ctx)
+		}
 		return nil, err
+	}
+	if enf.guessed {
+		cgroupLearned()
 	}
 	return r, nil
 }
@@ -161,7 +174,7 @@ func (c *Cmd) prepare(spec *rootfs.Spec) (*Cmd, Limits, *enforcement, error) {
 		return nil, Limits{}, nil, err
 	}
 	limits := c.Limits.withDefaults()
-	enf, err := enforce(c.Limits)
+	enf, err := enforce(c.Limits, true)
 	if err != nil {
 		return nil, Limits{}, nil, err
 	}

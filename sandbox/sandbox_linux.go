@@ -70,7 +70,7 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: image: %w", err)
 	}
 	limits := cfg.Limits.withDefaults()
-	enf, err := enforce(cfg.Limits)
+	enf, err := enforce(cfg.Limits, false)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (sb *Sandbox) start(ctx context.Context, c *Cmd) (*run, error) {
 	}
 	e.Env = mergeEnv(sb.cfg.Env, e.Env)
 	limits := e.Limits.withDefaults()
-	enf, err := enforce(e.Limits)
+	enf, err := enforce(e.Limits, false)
 	if err != nil {
 		return nil, err
 	}

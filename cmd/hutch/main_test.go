@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,17 @@ import (
 
 	"github.com/hutchbox/hutch/internal/testenv"
 )
+
+// mainEnv makes this test binary the hutch command (main), for tests of
+// what main does before mainErr.
+const mainEnv = "HUTCH_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
 
 func hutch(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -157,4 +169,23 @@ func TestGC(t *testing.T) {
 	code, _, stderr = hutch(t, "", "gc", "extra")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "no arguments")
+}
+
+// hutch run blanks its own command line, which its sandbox's init shares:
+// the sandbox reads "hutch run" in /proc/1/cmdline, not the flags (an
+// --env value may be a secret, a path says where things are).
+func TestRunHidesCommandLine(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := testenv.BusyboxRoot(t)
+	cmd := exec.Command(os.Args[0], "run", "--image", root, "--env", "TOKEN=swordfish", "--",
+		"sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; echo $TOKEN")
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(string(out), "\n")
+	require.Len(t, lines, 3, "%s", out)
+	assert.Equal(t, "hutch run", strings.TrimSpace(lines[0]))
+	assert.NotContains(t, lines[0], "swordfish")
+	assert.NotContains(t, lines[0], root)
+	assert.Equal(t, "swordfish", lines[1], "the command's environment is its own")
 }

@@ -548,7 +548,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	c.argStart, c.argEnd, c.envStart, c.envEnd = ae[0], ae[1], ae[2], ae[3]
 	if cfg.OOMScoreAdj {
 		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
-		copy(c.oomValue[:], "1000")
+		copy(c.oomValue[:], commandsOOMScore)
 	}
 	path, argv := cfg.Path, cfg.Argv
 	if cfg.Deferred {

@@ -146,8 +146,16 @@ var (
 // parent-death signal, and its inits', is then tied; a request to it can
 // come from any thread.
 //
+// An init that may share this process's memory (ShareCallerMemory) does,
+// without a zygote.
+//
 // release, when not nil, is to be called once init has been reaped.
 func startInit(c *childData) (pid, pidfd int, release func(), errno syscall.Errno) {
+	if canShareCaller(c) {
+		if pid, pidfd, release, errno, ok := cloneSharing(c); ok {
+			return pid, pidfd, release, errno
+		}
+	}
 	zygMu.Lock()
 	started++
 	if zyg != nil {
@@ -283,7 +291,7 @@ func newZygote() (*zygote, error) {
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
 	copy(z.memPath[:], "/proc/self/mem")
 	copy(z.oomPath[:], "/proc/self/oom_score_adj")
-	copy(z.oomValue[:], "1000")
+	copy(z.oomValue[:], commandsOOMScore)
 	ae := argEnv()
 	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}
 	pid, pidfd, errno := spawnZygote(z)

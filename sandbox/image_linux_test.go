@@ -83,6 +83,31 @@ func TestWritableLayerKept(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(layer, "upper/tmp/t"), "/tmp is not part of the layer")
 }
 
+// A run that fails before its command runs leaves its writable layer as
+// it found it, empty, for a run after it; one given a layer that is not
+// empty refuses it and leaves what is there alone.
+func TestWritableLayerUntouchedBySetupFailure(t *testing.T) {
+	img, _ := busybox(t)
+	layer := filepath.Join(t.TempDir(), "layer")
+	require.NoError(t, os.Mkdir(layer, 0o755))
+	_, err := (&sandbox.Cmd{Image: img, WritableLayer: layer, Args: []string{"/no/such/command"}}).Run(context.Background())
+	var se *sandbox.SetupError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "execve", se.Stage)
+	entries, err := os.ReadDir(layer)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+	res := run(t, &sandbox.Cmd{Image: img, WritableLayer: layer, Args: []string{"true"}})
+	assert.Equal(t, sandbox.OK, res.Status)
+
+	mine := filepath.Join(t.TempDir(), "mine")
+	require.NoError(t, os.MkdirAll(filepath.Join(mine, "work"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(mine, "work", "f"), []byte("x"), 0o644))
+	_, err = (&sandbox.Cmd{Image: img, WritableLayer: mine, Args: []string{"true"}}).Run(context.Background())
+	assert.ErrorIs(t, err, fs.ErrInvalid)
+	assert.FileExists(t, filepath.Join(mine, "work", "f"))
+}
+
 func TestManyLayers(t *testing.T) {
 	img, root := busybox(t)
 	base, err := img.Resolve()

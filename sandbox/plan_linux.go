@@ -49,6 +49,17 @@ type plan struct {
 	// cached or new, may be cached once the run is over.
 	netns      *os.File
 	recycleNet bool
+	// layer is the upper and work directories the plan made in the Cmd's
+	// WritableLayer, if it has one (see undoLayer).
+	layer [2]string
+}
+
+// undoLayer leaves the Cmd's writable layer as the plan found it (empty),
+// for a run that failed before its command ran.
+func (p *plan) undoLayer() {
+	if p.layer[0] != "" {
+		unprepareWritableLayer(p.layer[0], p.layer[1])
+	}
 }
 
 // cgroupInChild says the child opens the command's cgroup files itself,
@@ -73,7 +84,7 @@ const (
 // (a root caller's run), is the cgroup the caller makes for the command
 // while the child sets the sandbox up: the child waits for it before it
 // leaves the host's root, and opens its files then.
-func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, error) {
+func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan, err error) {
 	pause := mode == stayIdle
 	limits := c.Limits.withDefaults()
 	// Without root, a user namespace provides the privilege to set the
@@ -113,6 +124,11 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	if recycleNet {
 		netns = ns.TakeNetwork()
 	}
+	defer func() {
+		if err != nil && netns != nil {
+			netns.Close()
+		}
+	}()
 	scratch, err := state.Ensure("mnt")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: state directory: %w", err)
@@ -129,6 +145,11 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 		if upper, work, err = prepareWritableLayer(c.WritableLayer); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				unprepareWritableLayer(upper, work)
+			}
+		}()
 	}
 	lower, lowerDir, err := lowerdirOption(spec.Layers)
 	if err != nil {
@@ -301,7 +322,11 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (*plan, 
 	if reuse {
 		cfg.Reusable, cfg.LastPidSlot, cfg.WritableSlots = true, lastPidSlot, writableSlots
 	}
-	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}, nil
+	p := &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}
+	if c.WritableLayer != "" {
+		p.layer = [2]string{upper, work}
+	}
+	return p, nil
 }
 
 // reusable says whether a pool's sandbox may serve more than one run: a
@@ -457,6 +482,14 @@ func prepareWritableLayer(dir string) (upper, work string, err error) {
 		return "", "", invalid("WritableLayer", "%q has ':', ',' or '\\'", dir)
 	}
 	return upper, work, nil
+}
+
+// unprepareWritableLayer removes what prepareWritableLayer made: the upper
+// directory if nothing was written in it (os.Remove leaves one that is
+// not empty), and the work directory.
+func unprepareWritableLayer(upper, work string) {
+	os.Remove(upper)
+	removeWorkDir(work)
 }
 
 // removeWorkDir removes an overlay work directory. The kernel leaves a

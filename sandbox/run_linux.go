@@ -142,6 +142,7 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 		if plan.netns != nil {
 			plan.netns.Close()
 		}
+		plan.undoLayer()
 		r.name.giveBack()
 		return nil, err
 	}
@@ -150,6 +151,8 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 		if plan.netns != nil {
 			plan.netns.Close()
 		}
+		// The command never ran: its writable layer is left as it was.
+		plan.undoLayer()
 		var se *SetupError
 		if enf.guessed && errors.As(err, &se) && se.Stage == stageCreateCgroup && cgroupErr() != nil {
 			// The guess was wrong: this process cannot make groups (the

@@ -137,7 +137,8 @@ type Cmd struct {
 	// whiteouts for deletions), ready to be committed as an image layer.
 	// It must not exist or be empty, on a filesystem overlayfs accepts as
 	// an upper layer (not overlayfs itself). Limits.Disk then bounds only
-	// /tmp and /dev/shm, which are not part of the layer.
+	// /tmp and /dev/shm, which are not part of the layer. A run that fails
+	// before its command runs leaves it as it was.
 	WritableLayer string
 	// Network is the sandbox's network: by default its own namespace with
 	// only lo.

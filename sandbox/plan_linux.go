@@ -299,8 +299,12 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 	if userNS {
 		flags |= unix.CLONE_NEWUSER
 	}
+	var layer [2]string
+	if c.WritableLayer != "" {
+		layer = [2]string{upper, work}
+	}
 	if pause {
-		return &plan{userNS: userNS, config: forkexec.Config{
+		return &plan{userNS: userNS, layer: layer, config: forkexec.Config{
 			Cloneflags: flags,
 			CgroupNS:   true,
 			Steps:      s,
@@ -322,11 +326,7 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 	if reuse {
 		cfg.Reusable, cfg.LastPidSlot, cfg.WritableSlots = true, lastPidSlot, writableSlots
 	}
-	p := &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet}
-	if c.WritableLayer != "" {
-		p.layer = [2]string{upper, work}
-	}
-	return p, nil
+	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet, layer: layer}, nil
 }
 
 // reusable says whether a pool's sandbox may serve more than one run: a

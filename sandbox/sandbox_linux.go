@@ -82,6 +82,7 @@ func New(ctx context.Context, img rootfs.Image, cfg *Config) (*Sandbox, error) {
 	sb := &Sandbox{cfg: *cfg, spec: spec, limits: limits, userNS: plan.userNS, rootFd: -1, listeners: map[net.Listener]struct{}{}}
 	if err := sb.boot(ctx, plan, enf); err != nil {
 		sb.teardown()
+		plan.undoLayer()
 		return nil, err
 	}
 	return sb, nil

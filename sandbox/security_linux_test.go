@@ -94,4 +94,14 @@ func TestImageWithProcSymlinkRefused(t *testing.T) {
 	var se *sandbox.SetupError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "check /proc", se.Stage)
+
+	// A long-lived sandbox refuses it too, and leaves its writable layer
+	// as it found it.
+	layer := t.TempDir()
+	_, err = sandbox.New(context.Background(), img, &sandbox.Config{WritableLayer: layer})
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "check /proc", se.Stage)
+	entries, err := os.ReadDir(layer)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
 }

@@ -1027,6 +1027,26 @@ func (m *Manager) JoinFiles() []string {
 	return files
 }
 
+// OpenJoinFiles opens the group's JoinFiles for writing, for a child to
+// join the group by writing to them. The caller closes the files. A file
+// that cannot be opened gives the *fs.PathError, and no file stays open.
+func (m *Manager) OpenJoinFiles() ([]*os.File, error) {
+	var files []*os.File
+	for _, name := range m.JoinFiles() {
+		// Not os.OpenFile, which tries (and fails) to put a cgroup file in
+		// the runtime's poller: four system calls more.
+		fd, err := open(name, unix.O_WRONLY)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, err
+		}
+		files = append(files, os.NewFile(uintptr(fd), name))
+	}
+	return files, nil
+}
+
 // Set applies new limits to the group, as New applied its own.
 func (m *Manager) Set(r Resources) error {
 	if err := r.validate(); err != nil {

@@ -371,6 +371,26 @@ func TestJoinFiles(t *testing.T) {
 			assert.Equal(t, "tasks", filepath.Base(f), "v1 joins by thread")
 		}
 	}
+
+	// OpenJoinFiles opens the same files, for writing; a group that is
+	// gone gives the file's path error and nothing open.
+	files, err := m.OpenJoinFiles()
+	require.NoError(t, err)
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name())
+		_, err := f.Stat()
+		assert.NoError(t, err)
+		f.Close()
+	}
+	assert.Equal(t, m.JoinFiles(), names)
+	gone, err := New(Config{Parent: testParent(t), Name: "join-gone"})
+	require.NoError(t, err)
+	require.NoError(t, gone.Delete())
+	_, err = gone.OpenJoinFiles()
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, gone.JoinFiles()[0], pe.Path)
 }
 
 // A parent deleted and made again under the same name is made ready again:

@@ -55,6 +55,9 @@ func (m *Manager) AddProc(pid int) error { return m.fail("add process") }
 // OpenDir fails: cgroups exist only on Linux.
 func (m *Manager) OpenDir() (*os.File, error) { return nil, m.fail("open directory") }
 
+// OpenJoinFiles fails: cgroups exist only on Linux.
+func (m *Manager) OpenJoinFiles() ([]*os.File, error) { return nil, m.fail("open join files") }
+
 // CPUUsage fails: cgroups exist only on Linux.
 func (m *Manager) CPUUsage() (time.Duration, error) { return 0, m.fail("read CPU usage") }
 

@@ -441,24 +441,19 @@ func (r *run) makeCgroup() (err error) {
 // pooled sandbox serving one run only (withDir false) joins through the
 // files alone, on v1; on v2 its init is in the group already.
 func (r *run) cgroupFiles(withDir bool) (procs []*os.File, dir *os.File, err error) {
-	closeAll := func() {
-		for _, f := range procs {
-			f.Close()
+	if procs, err = r.cg.OpenJoinFiles(); err != nil {
+		se := &SetupError{Stage: "open cgroup", Err: err}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			se.Path = pe.Path
 		}
-	}
-	for _, name := range r.cg.JoinFiles() {
-		// Not os.OpenFile, which tries (and fails) to put a cgroup file in
-		// the runtime's poller: four system calls more, three files a run.
-		fd, err := unix.Open(name, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			closeAll()
-			return nil, nil, &SetupError{Stage: "open cgroup", Path: name, Err: &fs.PathError{Op: "open", Path: name, Err: err}}
-		}
-		procs = append(procs, os.NewFile(uintptr(fd), name))
+		return nil, nil, se
 	}
 	if withDir && r.cg.Mode() == cgroup.V2 {
 		if dir, err = r.cg.OpenDir(); err != nil {
-			closeAll()
+			for _, f := range procs {
+				f.Close()
+			}
 			return nil, nil, &SetupError{Stage: "open cgroup", Err: err}
 		}
 	}

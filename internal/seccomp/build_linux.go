@@ -44,9 +44,14 @@ func (p *Policy) Program() (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newProgram(filter), nil
+}
+
+// newProgram is a Program over filter, which it keeps.
+func newProgram(filter []unix.SockFilter) *Program {
 	prog := &Program{Filter: filter}
 	prog.Fprog = unix.SockFprog{Len: uint16(len(filter)), Filter: &prog.Filter[0]}
-	return prog, nil
+	return prog
 }
 
 // Build validates p and assembles it into a classic BPF program for
@@ -282,7 +287,5 @@ func DefaultProgram() (*Program, error) {
 	if len(defaultFilter) == 0 {
 		return DefaultPolicy().Program()
 	}
-	prog := &Program{Filter: slices.Clone(defaultFilter[:])}
-	prog.Fprog = unix.SockFprog{Len: uint16(len(prog.Filter)), Filter: &prog.Filter[0]}
-	return prog, nil
+	return newProgram(slices.Clone(defaultFilter[:])), nil
 }

@@ -87,10 +87,11 @@ func ShareCallerMemory(title string) error {
 	return nil
 }
 
-// canShareCaller reports whether c's init may share the caller's memory.
+// canShareCaller reports whether c's init may share the caller's memory
+// (shareCaller is never set where the zygote's inits could not share).
 func canShareCaller(c *childData) bool {
 	return shareCaller.Load() && c.cloneflags&unix.CLONE_NEWPID != 0 &&
-		c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory && !raceEnabled && haveZygote
+		c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory
 }
 
 // cloneSharing clones an init for c that shares this process's memory.

@@ -62,6 +62,17 @@ func (p *plan) undoLayer() {
 	}
 }
 
+// abandon undoes the plan of a run that failed before its command ran:
+// it closes the cached network namespace it still holds (a child that
+// started took it, see takeNetns) and leaves the writable layer as it was.
+func (p *plan) abandon() {
+	if p.netns != nil {
+		p.netns.Close()
+		p.netns = nil
+	}
+	p.undoLayer()
+}
+
 // cgroupInChild says the child opens the command's cgroup files itself,
 // once the caller has made the group and given the go-ahead (see
 // Cmd.plan's cg).

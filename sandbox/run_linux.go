@@ -139,20 +139,13 @@ func (c *Cmd) start(ctx context.Context) (*run, error) {
 	}
 	plan.config.Rlimits = enf.rlimits
 	if err := ctx.Err(); err != nil {
-		if plan.netns != nil {
-			plan.netns.Close()
-		}
-		plan.undoLayer()
+		plan.abandon()
 		r.name.giveBack()
 		return nil, err
 	}
 	collectGarbageOnce()
 	if err := r.start(plan); err != nil {
-		if plan.netns != nil {
-			plan.netns.Close()
-		}
-		// The command never ran: its writable layer is left as it was.
-		plan.undoLayer()
+		plan.abandon()
 		var se *SetupError
 		if enf.guessed && errors.As(err, &se) && se.Stage == stageCreateCgroup && cgroupErr() != nil {
 			// The guess was wrong: this process cannot make groups (the
@@ -469,10 +462,7 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 	proc, err := forkexec.Start(cfg)
 	runtime.KeepAlive(plan)
 	if err != nil {
-		if plan.netns != nil {
-			plan.netns.Close()
-		}
-		return r.setupError(err)
+		return r.setupError(err) // the caller abandons the plan
 	}
 	r.proc = proc
 	r.recycleNetnsAfter(plan)

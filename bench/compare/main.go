@@ -669,13 +669,21 @@ const idleSandboxes = 100
 
 // idleSandboxesPeakRSS starts 100 long-lived sandboxes (sandbox.New) on
 // the rootfs, each with "sleep 3600" running, and returns the peak
-// resident size of this process while it holds them all, in KiB, with the
-// kernel's share (the sandboxes' own processes, summed) apart.
+// resident size of this process while it holds them all, in KiB. What
+// they take of the machine (their processes, the kernel's namespaces,
+// mounts and cgroups) it leaves in idleMemory.
 func idleSandboxesPeakRSS(root string) (int64, error) {
 	ctx := context.Background()
 	img := rootfs.Dir(root)
+	// One sandbox first, closed again: what the first one makes once (the
+	// parent cgroups, caches) is not an idle sandbox's.
+	sb, err := sandbox.New(ctx, img, nil)
+	if err != nil {
+		return 0, err
+	}
+	sb.Close()
 	resetPeakRSS()
-	availBefore, _ := memAvailableKiB()
+	before, beforeErr := readMeminfo()
 	var sbs []*sandbox.Sandbox
 	defer func() {
 		for _, sb := range sbs {
@@ -692,29 +700,60 @@ func idleSandboxesPeakRSS(root string) (int64, error) {
 			return 0, err
 		}
 	}
-	if availAfter, err := memAvailableKiB(); err == nil && availBefore > 0 {
-		idleMachineKiB = (availBefore - availAfter) / idleSandboxes
+	// Objects freed after an RCU grace period are gone by now.
+	time.Sleep(200 * time.Millisecond)
+	if after, err := readMeminfo(); err == nil && beforeErr == nil {
+		for _, f := range idleMemoryFields {
+			idleMemory = append(idleMemory, (before.diff(after, f.name)*f.sign)/idleSandboxes)
+		}
 	}
 	return procStatusKiB("VmHWM")
 }
 
-// idleMachineKiB is the machine's memory (MemAvailable) each idle sandbox
-// took: its processes, the kernel's namespaces, mounts, cgroups and page
-// tables, and the caller's share.
-var idleMachineKiB int64
+// idleMemoryFields are the /proc/meminfo figures reported per idle
+// sandbox: what the kernel holds for it, and the machine's available
+// memory (sign -1: it falls).
+var idleMemoryFields = []struct {
+	name string
+	sign int64
+}{
+	{"Slab", 1},        // namespaces, mounts, inodes and dentries, cgroups, sockets
+	{"KernelStack", 1}, // of its processes
+	{"PageTables", 1},  // of its processes
+	{"Percpu", 1},      // cgroup and network statistics
+	{"Shmem", 1},       // its tmpfs files
+	{"MemAvailable", -1},
+}
 
-// memAvailableKiB reads MemAvailable from /proc/meminfo.
-func memAvailableKiB() (int64, error) {
+// idleMemory is, for each of idleMemoryFields, how much each idle sandbox
+// took, in KiB.
+var idleMemory []int64
+
+// meminfo is a reading of /proc/meminfo, in KiB.
+type meminfo map[string]int64
+
+func (m meminfo) diff(after meminfo, name string) int64 { return after[name] - m[name] }
+
+// readMeminfo reads /proc/meminfo.
+func readMeminfo() (meminfo, error) {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	m := meminfo{}
+	for line := range strings.Lines(string(b)) {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+			m[name] = n
 		}
 	}
-	return 0, errors.New("no MemAvailable in /proc/meminfo")
+	if _, ok := m["MemAvailable"]; !ok {
+		return nil, errors.New("no MemAvailable in /proc/meminfo")
+	}
+	return m, nil
 }
 
 // shellJoin quotes argv for a shell, for the report.

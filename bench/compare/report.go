@@ -171,8 +171,16 @@ func render(cs []*contender, idleRSS int64, idleErr error) string {
 		p("- Peak RSS of the hutch process holding 100 idle sandboxes: not measured (%v).\n", idleErr)
 	} else {
 		p("- Peak RSS of the hutch process holding 100 idle sandboxes: %s.\n", mib(idleRSS))
-		if idleMachineKiB > 0 {
-			p("- Memory of the machine (MemAvailable) each idle sandbox takes, its processes and the kernel's share included: %d KiB.\n", idleMachineKiB)
+		if len(idleMemory) == len(idleMemoryFields) {
+			var kernel int64
+			var parts []string
+			for i, f := range idleMemoryFields[:len(idleMemoryFields)-1] {
+				kernel += idleMemory[i]
+				parts = append(parts, fmt.Sprintf("%s %d", f.name, idleMemory[i]))
+			}
+			p("- Kernel memory each idle sandbox holds (differences of /proc/meminfo over the 100, in KiB): **%d** (%s). "+
+				"The machine's available memory (MemAvailable, which page cache moves too) fell by %d KiB per sandbox.\n",
+				kernel, strings.Join(parts, ", "), idleMemory[len(idleMemory)-1])
 		}
 	}
 

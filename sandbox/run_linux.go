@@ -459,20 +459,29 @@ func (r *run) launch(plan *plan, cfg *forkexec.Config) error {
 	// Without a user namespace there is nothing to do between the clone
 	// and the setup: init goes on at once.
 	cfg.Immediate = !plan.userNS
+	var made chan error
+	if plan.cgroupInChild() {
+		// Made while the child is cloned and sets up, on another CPU
+		// where there is one: the child opens the group's files after
+		// the go-ahead.
+		made = make(chan error, 1)
+		go func() { made <- r.makeCgroup() }()
+	}
 	proc, err := forkexec.Start(cfg)
 	runtime.KeepAlive(plan)
+	var cgErr error
+	if made != nil {
+		// Also when the clone failed: what was made, r.cleanup removes.
+		cgErr = <-made
+	}
 	if err != nil {
 		return r.setupError(err) // the caller abandons the plan
 	}
 	r.proc = proc
 	r.recycleNetnsAfter(plan)
-	if plan.cgroupInChild() {
-		// Made while the child sets up; it opens the group's files
-		// after the go-ahead.
-		if err := r.makeCgroup(); err != nil {
-			proc.Close()
-			return err
-		}
+	if cgErr != nil {
+		proc.Close()
+		return cgErr
 	}
 	// In a user namespace the child waits for the go-ahead, for its ID
 	// maps. The command moves itself into its cgroup before anything

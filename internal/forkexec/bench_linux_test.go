@@ -13,7 +13,7 @@ import (
 // stages: the clone, the setup up to the command's execve, and the rest.
 func startTrue(b *testing.B, flags uintptr) (start, release, wait time.Duration) {
 	t0 := time.Now()
-	p, err := Start(&Config{Cloneflags: flags, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(b), Immediate: true})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: flags, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(b), Immediate: true})
 	if err != nil {
 		b.Fatal(err)
 	}

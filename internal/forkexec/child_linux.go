@@ -176,7 +176,7 @@ func initMain(c *childData) {
 				c.reusable = false
 			}
 		}
-		if c.reusable && c.dropCaps {
+		if c.reusable && c.dropCaps && !c.bsetEmpty {
 			// The commands' bounding set, dropped once for all of them
 			// (41 prctl calls a command saved): it limits what an execve
 			// grants, and init executes nothing.
@@ -496,8 +496,8 @@ func commandMain(c *childData, bornIn bool) {
 		// The bounding and ambient sets first, while CAP_SETPCAP is
 		// still ours; permitted and effective after the uid change. (A
 		// reusable init dropped the bounding set before its first
-		// command.)
-		if !c.reusable {
+		// command; one from the zygote has it empty already.)
+		if !c.reusable && !c.bsetEmpty {
 			if err1 = dropBoundingSet(c); err1 != 0 {
 				idx = stageCapabilities
 				goto fail

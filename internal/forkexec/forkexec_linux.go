@@ -146,7 +146,10 @@ type Config struct {
 	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS on the command.
 	NoNewPrivs bool
 	// DropCapabilities empties every capability set of the command:
-	// bounding, ambient, inheritable, permitted and effective.
+	// bounding, ambient, inheritable, permitted and effective. Only such
+	// inits (and those in a user namespace) are cloned by a zygote that
+	// could empty its own bounding set; the others directly, so that a
+	// command keeping its capabilities has its caller's bounding set.
 	DropCapabilities bool
 	// Seccomp, when set, is installed last before execve (after
 	// no_new_privs, which it needs without CAP_SYS_ADMIN).
@@ -324,6 +327,9 @@ type childData struct {
 	// dispositions are all default and whose copy of the caller's command
 	// line is blank already.
 	fromZygote bool
+	// bsetEmpty: the child's capability bounding set is empty already,
+	// as the zygote's is (set by the zygote).
+	bsetEmpty bool
 	// comm is the name an init cloned by the zygote takes.
 	comm [16]byte
 	// ownMemory: Config.OwnMemory.

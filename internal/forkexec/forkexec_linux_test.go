@@ -50,11 +50,15 @@ func TestStepError(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	_, err := Start(&Config{})
 	assert.Error(t, err, "no command")
-	_, err = Start(&Config{Pause: true, Socket: &SocketSpec{}})
+	_, err = Start(&Config{DropCapabilities: dropCaps, Pause: true, Socket: &SocketSpec{}})
 	assert.Error(t, err)
-	_, err = Start(&Config{Argv: []string{"x"}, Path: []string{"/x"}, Steps: []Step{Chdir("bad", "a\x00b")}})
+	_, err = Start(&Config{DropCapabilities: dropCaps, Argv: []string{"x"}, Path: []string{"/x"}, Steps: []Step{Chdir("bad", "a\x00b")}})
 	assert.Error(t, err, "NUL in a path")
 }
+
+// dropCaps is what the tests' commands ask of their capabilities: none
+// left, as a sandbox's, where the caller has them to drop (root).
+var dropCaps = os.Geteuid() == 0
 
 // stdio returns /dev/null three times.
 func stdio(t testing.TB) [3]*os.File {
@@ -68,7 +72,7 @@ func TestRunWithoutNamespaces(t *testing.T) {
 	// No namespaces: only the mechanics of clone, release, steps, exec
 	// and the report.
 	dir := t.TempDir()
-	p, err := Start(&Config{
+	p, err := Start(&Config{DropCapabilities: dropCaps,
 		Steps: []Step{Mkdir("make dir", dir+"/made", 0o700), Chdir("chdir", dir+"/made")},
 		Path:  []string{"/no/such", "/bin/sh"},
 		Argv:  []string{"sh", "-c", "test $(pwd) = " + dir + "/made && exit 7"},
@@ -86,7 +90,7 @@ func TestRunWithoutNamespaces(t *testing.T) {
 }
 
 func TestFailingStep(t *testing.T) {
-	p, err := Start(&Config{
+	p, err := Start(&Config{DropCapabilities: dropCaps,
 		Steps: []Step{Chdir("enter", "/no/such/dir")},
 		Path:  []string{"/bin/true"},
 		Argv:  []string{"true"},
@@ -102,7 +106,7 @@ func TestFailingStep(t *testing.T) {
 }
 
 func TestMissingCommand(t *testing.T) {
-	p, err := Start(&Config{Path: []string{"/no/such", "/also/not"}, Argv: []string{"x"}, Stdio: stdio(t)})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/no/such", "/also/not"}, Argv: []string{"x"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	err = p.Release(context.Background())
 	var se *StepError
@@ -112,7 +116,7 @@ func TestMissingCommand(t *testing.T) {
 }
 
 func TestKillBeforeRelease(t *testing.T) {
-	p, err := Start(&Config{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	require.NoError(t, p.Kill())
 	p.Close()
@@ -138,7 +142,7 @@ func TestChildOutlivesCallerThread(t *testing.T) {
 			return
 		}
 		// A new PID namespace: the command dies with its init.
-		p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"},
+		p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"},
 			Argv: []string{"sh", "-c", "sleep 0.3; echo alive"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
 		if err == nil {
 			err = p.Release(context.Background())
@@ -180,7 +184,7 @@ func TestBornInCgroup(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	p, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"},
+	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"},
 		Stdio: [3]*os.File{stdio(t)[0], w, w}, CgroupDir: dir})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
@@ -212,7 +216,7 @@ func TestCheckCwd(t *testing.T) {
 			steps = append(steps, Chdir("enter", "/"))
 		}
 		steps = append(steps, CheckCwd("check"))
-		p, err := Start(&Config{Cloneflags: unix.CLONE_NEWNS, Steps: steps,
+		p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWNS, Steps: steps,
 			Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 		require.NoError(t, err)
 		err = p.Release(context.Background())
@@ -248,7 +252,7 @@ func TestCgroupSlots(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	p, err := Start(&Config{Steps: steps, Immediate: true, CgroupProcsSlots: procSlots, CgroupDirSlots: dirSlots,
+	p, err := Start(&Config{DropCapabilities: dropCaps, Steps: steps, Immediate: true, CgroupProcsSlots: procSlots, CgroupDirSlots: dirSlots,
 		Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
 	require.NoError(t, err)
 	cg, err := cgroup.New(cfg)
@@ -263,7 +267,7 @@ func TestCgroupSlots(t *testing.T) {
 	assert.NotContains(t, string(out), "freezer:"+cg.Path())
 
 	// A child whose parent gives up before the go-ahead just ends.
-	p, err = Start(&Config{Steps: []Step{WaitParent("wait")}, Immediate: true, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	p, err = Start(&Config{DropCapabilities: dropCaps, Steps: []Step{WaitParent("wait")}, Immediate: true, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	p.Close()
 }
@@ -272,7 +276,7 @@ func TestCgroupSlots(t *testing.T) {
 // when the parent's go-ahead finds the child gone.
 func TestFailBeforeWaitParent(t *testing.T) {
 	for range 20 {
-		p, err := Start(&Config{Steps: []Step{Chdir("enter", "/no/such/dir"), WaitParent("wait")}, Immediate: true,
+		p, err := Start(&Config{DropCapabilities: dropCaps, Steps: []Step{Chdir("enter", "/no/such/dir"), WaitParent("wait")}, Immediate: true,
 			Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 		require.NoError(t, err)
 		time.Sleep(2 * time.Millisecond) // let it fail first, most times
@@ -286,7 +290,7 @@ func TestFailBeforeWaitParent(t *testing.T) {
 // Wait reaps init through its pidfd, and gives its real wait status: an
 // exit after its report, or the signal that killed it.
 func TestInitStatus(t *testing.T) {
-	p, err := Start(&Config{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	ex, err := p.Wait()
@@ -298,7 +302,7 @@ func TestInitStatus(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a PID namespace (the command dies with init)")
 	}
-	p, err = Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sleep"}, Argv: []string{"sleep", "100"}, Stdio: stdio(t)})
+	p, err = Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sleep"}, Argv: []string{"sleep", "100"}, Stdio: stdio(t)})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	time.Sleep(10 * time.Millisecond) // init waits in wait4 by now, most times
@@ -323,7 +327,7 @@ func startReusable(t *testing.T, dir string) *Process {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for PID and mount namespaces")
 	}
-	p, err := Start(&Config{
+	p, err := Start(&Config{DropCapabilities: dropCaps,
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
 		Steps: []Step{
 			Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),

@@ -80,6 +80,8 @@ type zygote struct {
 	oomPath   [32]byte   // /proc/self/oom_score_adj
 	oomValue  [4]byte
 	blank     [2][2]uintptr
+	capLast   uintptr // the highest capability: see zygoteEntry
+	bsetEmpty bool    // the zygote's bounding set is empty
 	// What the zygote frees of its copy of the process, see dropRanges.
 	drop  [64][2]uintptr
 	ndrop int
@@ -177,7 +179,11 @@ func startInit(c *childData) (pid, pidfd int, release func(), errno syscall.Errn
 			}
 		})
 	}
-	if zyg != nil {
+	// A command that keeps its capabilities needs a full bounding set,
+	// which a zygote that could empty its own does not have (see
+	// zygoteEntry), nor an init it clones outside a user namespace.
+	fullBset := !c.dropCaps && c.cloneflags&unix.CLONE_NEWUSER == 0
+	if zyg != nil && !(fullBset && zyg.id.emptiesBoundingSet()) {
 		pid, pidfd, release, errno, ok := zyg.clone(c)
 		if ok {
 			zygMu.Unlock()
@@ -235,6 +241,12 @@ func currentIdentity() (id identity, ok bool) {
 	return id, true
 }
 
+// emptiesBoundingSet says whether a zygote made with this identity
+// empties its bounding set (see zygoteEntry): whether it may.
+func (id identity) emptiesBoundingSet() bool {
+	return id.caps[0].Effective&(1<<unix.CAP_SETPCAP) != 0
+}
+
 func newZygote() (*zygote, error) {
 	id, ok := currentIdentity()
 	if !ok {
@@ -282,7 +294,7 @@ func newZygote() (*zygote, error) {
 	}
 	*z = zygote{conn: pair[0], zconn: pair[1], stage: stage, mem: mem, id: id,
 		slotBase: slotBase, nslots: uintptr(len(slots) / slotSize),
-		parent: uintptr(os.Getpid()), initFn: initMain, initEntry: initEntryPC()}
+		parent: uintptr(os.Getpid()), initFn: initMain, initEntry: initEntryPC(), capLast: capLast()}
 	z.iov.Base = &stage[0]
 	z.iov.SetLen(len(stage))
 	z.msg.Iov = &z.iov
@@ -403,6 +415,19 @@ func zygoteEntry(z *zygote) {
 		syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&z.oomValue[0])), uintptr(len(z.oomValue)))
 		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
 	}
+	// Every command executes with an empty bounding set (inits are
+	// cloned for DropCapabilities only, see startInit): empty the
+	// zygote's, once, and inits cloned without a user namespace (where it
+	// starts full again) and their commands have it so, 41 prctl calls a
+	// run saved. Nothing the zygote or an init does is an execve, which is
+	// all the bounding set limits.
+	z.bsetEmpty = true
+	for i := uintptr(0); i <= z.capLast; i++ {
+		if _, _, err := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, i, 0, 0, 0, 0); err != 0 {
+			z.bsetEmpty = false
+			break
+		}
+	}
 	if fd, _, err := syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&z.memPath[0])), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0); err == 0 {
 		for i := 0; i < 2; i++ {
 			if z.blank[i][1] > z.blank[i][0] && z.blank[i][1]-z.blank[i][0] <= uintptr(len(z.stage)) {
@@ -451,11 +476,13 @@ func zygoteMain(z *zygote) {
 		case hdr.Slot >= 0:
 			// init shares our memory, on the slot's stack.
 			c = (*childData)(unsafe.Add(z.slotBase, uintptr(hdr.Slot)*slotSize))
+			c.bsetEmpty = z.bsetEmpty && c.cloneflags&unix.CLONE_NEWUSER == 0
 			r1, e = rawCloneOn(c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT|unix.CLONE_VM,
 				(uintptr(z.slotBase)+uintptr(hdr.Slot+1)*slotSize)&^15, uintptr(unsafe.Pointer(&c.pidfd)), z.initEntry, unsafe.Pointer(c))
 			err1 = syscall.Errno(e)
 		default:
 			c = (*childData)(unsafe.Add(unsafe.Pointer(z.iov.Base), headerSize))
+			c.bsetEmpty = z.bsetEmpty && c.cloneflags&unix.CLONE_NEWUSER == 0
 			r1, _, err1 = syscall.RawSyscall6(syscall.SYS_CLONE, c.cloneflags|unix.CLONE_PIDFD|unix.CLONE_PARENT,
 				0, uintptr(unsafe.Pointer(&c.pidfd)), 0, 0, 0)
 			if err1 == 0 && r1 == 0 {

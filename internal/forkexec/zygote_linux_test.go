@@ -25,7 +25,7 @@ func runEcho(t *testing.T, script string, env []string) (string, int) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	p, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Env: env,
+	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Env: env,
 		Stdio: [3]*os.File{stdio(t)[0], w, w}})
 	require.NoError(t, err)
 	pid := p.Pid
@@ -218,6 +218,59 @@ func TestZygoteFollowsCredentials(t *testing.T) {
 	assert.NotZero(t, zygotePid())
 }
 
+// The zygote empties its bounding set once, so that commands which drop
+// their capabilities need not: theirs is empty from the start. A command
+// that keeps its capabilities (and so a full bounding set) is cloned
+// directly.
+func TestZygoteBoundingSet(t *testing.T) {
+	if !haveZygote {
+		t.Skip("no zygote on this architecture")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only a zygote that may empty its bounding set does")
+	}
+	capBnd := func(status []byte) string {
+		for line := range strings.Lines(string(status)) {
+			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatalf("no CapBnd in %q", status)
+		return ""
+	}
+	run := func(drop bool, flags uintptr) string {
+		t.Helper()
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		defer r.Close()
+		p, err := Start(&Config{DropCapabilities: drop, Cloneflags: flags, Path: []string{"/bin/cat"},
+			Argv: []string{"cat", "/proc/self/status"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
+		require.NoError(t, err)
+		require.NoError(t, p.Release(context.Background()))
+		w.Close()
+		ex, err := p.Wait()
+		require.NoError(t, err)
+		require.True(t, ex.Reported)
+		out, _ := io.ReadAll(r)
+		return capBnd(out)
+	}
+	for range 2 { // the zygote comes with the second start
+		assert.Equal(t, "0000000000000000", run(true, unix.CLONE_NEWPID))
+	}
+	zpid := zygotePid()
+	require.NotZero(t, zpid)
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(zpid) + "/status")
+	require.NoError(t, err)
+	assert.Equal(t, "0000000000000000", capBnd(status), "the zygote's")
+	assert.Equal(t, "0000000000000000", run(true, 0))
+
+	own, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	require.NotEqual(t, "0000000000000000", capBnd(own))
+	assert.Equal(t, capBnd(own), run(false, unix.CLONE_NEWPID), "kept, as this process has it")
+	assert.Equal(t, capBnd(own), run(false, 0))
+}
+
 // requireSharedInits skips the test where no init shares the zygote's
 // memory: no zygote, the race detector, or no PID namespace (not root).
 func requireSharedInits(t *testing.T) {
@@ -250,7 +303,7 @@ func sameMemory(t *testing.T, a, b int) bool {
 // and stays.
 func startPaused(t *testing.T) *Process {
 	t.Helper()
-	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t)})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t)})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	return p
@@ -318,7 +371,7 @@ func TestInitSlots(t *testing.T) {
 	assert.Zero(t, inUse())
 
 	// So does one asked to (Config.OwnMemory).
-	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
+	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	assert.False(t, sameMemory(t, zpid, p.Pid))
@@ -330,7 +383,7 @@ func TestInitSlots(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	q, err := Start(&Config{Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "read x"}, Stdio: [3]*os.File{r, w, w}})
+	q, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "read x"}, Stdio: [3]*os.File{r, w, w}})
 	require.NoError(t, err)
 	w.Close()
 	require.NoError(t, q.Release(context.Background()))
@@ -359,7 +412,7 @@ func TestInitSlotsConcurrent(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Path: []string{"/bin/echo"},
+					p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Path: []string{"/bin/echo"},
 						Argv: []string{"echo", want}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
 					if err == nil {
 						err = p.Release(context.Background())
@@ -447,7 +500,7 @@ func TestLargeRequestCopies(t *testing.T) {
 	in, inW, err := os.Pipe()
 	require.NoError(t, err)
 	defer in.Close()
-	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "echo ${#V1} ${#V2}; read x"},
+	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "echo ${#V1} ${#V2}; read x"},
 		Env: env, Stdio: [3]*os.File{in, w, w}})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))

@@ -146,10 +146,10 @@ type Config struct {
 	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS on the command.
 	NoNewPrivs bool
 	// DropCapabilities empties every capability set of the command:
-	// bounding, ambient, inheritable, permitted and effective. Only such
-	// inits (and those in a user namespace) are cloned by a zygote that
-	// could empty its own bounding set; the others directly, so that a
-	// command keeping its capabilities has its caller's bounding set.
+	// bounding, ambient, inheritable, permitted and effective. Without
+	// it, an init that executes a command (not Pause, Socket or SendRoot)
+	// outside a user namespace is cloned directly, not by a zygote that
+	// could empty its own bounding set: the command keeps its caller's.
 	DropCapabilities bool
 	// Seccomp, when set, is installed last before execve (after
 	// no_new_privs, which it needs without CAP_SYS_ADMIN).

@@ -50,7 +50,7 @@ func TestStepError(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	_, err := Start(&Config{})
 	assert.Error(t, err, "no command")
-	_, err = Start(&Config{DropCapabilities: dropCaps, Pause: true, Socket: &SocketSpec{}})
+	_, err = Start(&Config{Pause: true, Socket: &SocketSpec{}})
 	assert.Error(t, err)
 	_, err = Start(&Config{DropCapabilities: dropCaps, Argv: []string{"x"}, Path: []string{"/x"}, Steps: []Step{Chdir("bad", "a\x00b")}})
 	assert.Error(t, err, "NUL in a path")

@@ -84,7 +84,7 @@ func sharedCallerChecks(t *testing.T) {
 
 	// Inits that must not share it get a copy: OwnMemory, and no PID
 	// namespace of their own.
-	p, err = Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
+	p, err = Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	assert.False(t, sameMemory(t, os.Getpid(), p.Pid))

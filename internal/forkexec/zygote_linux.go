@@ -181,8 +181,10 @@ func startInit(c *childData) (pid, pidfd int, release func(), errno syscall.Errn
 	}
 	// A command that keeps its capabilities needs a full bounding set,
 	// which a zygote that could empty its own does not have (see
-	// zygoteEntry), nor an init it clones outside a user namespace.
-	fullBset := !c.dropCaps && c.cloneflags&unix.CLONE_NEWUSER == 0
+	// zygoteEntry), nor an init it clones outside a user namespace. (An
+	// init that executes nothing, paused or making a socket, has no use
+	// for one.)
+	fullBset := !c.dropCaps && !c.pause && !c.socket && c.cloneflags&unix.CLONE_NEWUSER == 0
 	if zyg != nil && !(fullBset && zyg.id.emptiesBoundingSet()) {
 		pid, pidfd, release, errno, ok := zyg.clone(c)
 		if ok {

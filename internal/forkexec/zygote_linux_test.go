@@ -303,7 +303,7 @@ func sameMemory(t *testing.T, a, b int) bool {
 // and stays.
 func startPaused(t *testing.T) *Process {
 	t.Helper()
-	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t)})
+	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t)})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	return p
@@ -371,7 +371,7 @@ func TestInitSlots(t *testing.T) {
 	assert.Zero(t, inUse())
 
 	// So does one asked to (Config.OwnMemory).
-	p, err := Start(&Config{DropCapabilities: dropCaps, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
+	p, err := Start(&Config{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS, Pause: true, Stdio: stdio(t), OwnMemory: true})
 	require.NoError(t, err)
 	require.NoError(t, p.Release(context.Background()))
 	assert.False(t, sameMemory(t, zpid, p.Pid))

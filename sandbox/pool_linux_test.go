@@ -272,6 +272,7 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	assert.Equal(t, before, after)
+	assertNetnsBounded(t)
 }
 
 func TestPoolPerRunBinds(t *testing.T) {

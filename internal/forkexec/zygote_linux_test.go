@@ -22,11 +22,18 @@ import (
 // output and init's pid.
 func runEcho(t *testing.T, script string, env []string) (string, int) {
 	t.Helper()
+	return runOutput(t, &Config{DropCapabilities: dropCaps, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Env: env})
+}
+
+// runOutput starts cfg's command with its output (stdout and stderr) in a
+// pipe, and returns that output and init's pid once init is reaped.
+func runOutput(t *testing.T, cfg *Config) (string, int) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	p, err := Start(&Config{DropCapabilities: dropCaps, Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", script}, Env: env,
-		Stdio: [3]*os.File{stdio(t)[0], w, w}})
+	cfg.Stdio = [3]*os.File{stdio(t)[0], w, w}
+	p, err := Start(cfg)
 	require.NoError(t, err)
 	pid := p.Pid
 	require.NoError(t, p.Release(context.Background()))
@@ -229,8 +236,8 @@ func TestZygoteBoundingSet(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: only a zygote that may empty its bounding set does")
 	}
-	capBnd := func(status []byte) string {
-		for line := range strings.Lines(string(status)) {
+	capBnd := func(status string) string {
+		for line := range strings.Lines(status) {
 			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
 				return strings.TrimSpace(v)
 			}
@@ -240,18 +247,8 @@ func TestZygoteBoundingSet(t *testing.T) {
 	}
 	run := func(drop bool, flags uintptr) string {
 		t.Helper()
-		r, w, err := os.Pipe()
-		require.NoError(t, err)
-		defer r.Close()
-		p, err := Start(&Config{DropCapabilities: drop, Cloneflags: flags, Path: []string{"/bin/cat"},
-			Argv: []string{"cat", "/proc/self/status"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
-		require.NoError(t, err)
-		require.NoError(t, p.Release(context.Background()))
-		w.Close()
-		ex, err := p.Wait()
-		require.NoError(t, err)
-		require.True(t, ex.Reported)
-		out, _ := io.ReadAll(r)
+		out, _ := runOutput(t, &Config{DropCapabilities: drop, Cloneflags: flags, Path: []string{"/bin/cat"},
+			Argv: []string{"cat", "/proc/self/status"}})
 		return capBnd(out)
 	}
 	for range 2 { // the zygote comes with the second start
@@ -261,14 +258,14 @@ func TestZygoteBoundingSet(t *testing.T) {
 	require.NotZero(t, zpid)
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(zpid) + "/status")
 	require.NoError(t, err)
-	assert.Equal(t, "0000000000000000", capBnd(status), "the zygote's")
+	assert.Equal(t, "0000000000000000", capBnd(string(status)), "the zygote's")
 	assert.Equal(t, "0000000000000000", run(true, 0))
 
 	own, err := os.ReadFile("/proc/self/status")
 	require.NoError(t, err)
-	require.NotEqual(t, "0000000000000000", capBnd(own))
-	assert.Equal(t, capBnd(own), run(false, unix.CLONE_NEWPID), "kept, as this process has it")
-	assert.Equal(t, capBnd(own), run(false, 0))
+	require.NotEqual(t, "0000000000000000", capBnd(string(own)))
+	assert.Equal(t, capBnd(string(own)), run(false, unix.CLONE_NEWPID), "kept, as this process has it")
+	assert.Equal(t, capBnd(string(own)), run(false, 0))
 }
 
 // requireSharedInits skips the test where no init shares the zygote's

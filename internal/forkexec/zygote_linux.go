@@ -417,12 +417,12 @@ func zygoteEntry(z *zygote) {
 		syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&z.oomValue[0])), uintptr(len(z.oomValue)))
 		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
 	}
-	// Every command executes with an empty bounding set (inits are
-	// cloned for DropCapabilities only, see startInit): empty the
-	// zygote's, once, and inits cloned without a user namespace (where it
-	// starts full again) and their commands have it so, 41 prctl calls a
-	// run saved. Nothing the zygote or an init does is an execve, which is
-	// all the bounding set limits.
+	// Every command of an init it clones executes with an empty bounding
+	// set (one that keeps its capabilities is cloned without the zygote,
+	// see startInit): empty the zygote's, once, and inits cloned without
+	// a user namespace (where it starts full again) and their commands
+	// have it so, 41 prctl calls a run saved. Nothing the zygote or an
+	// init does is an execve, which is all the bounding set limits.
 	z.bsetEmpty = true
 	for i := uintptr(0); i <= z.capLast; i++ {
 		if _, _, err := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, i, 0, 0, 0, 0); err != 0 {

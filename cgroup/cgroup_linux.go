@@ -556,13 +556,11 @@ func (m *Manager) OpenDir() (*os.File, error) {
 	if m.sys.mode != V2 {
 		return nil, &Error{Op: "open directory", Path: m.path, Err: unsupported("CLONE_INTO_CGROUP needs cgroup v2")}
 	}
-	// Not os.OpenFile, which tries (and fails) to put a directory in the
-	// runtime's poller: four system calls more.
-	fd, err := open(m.dirs[0], unix.O_RDONLY|unix.O_DIRECTORY)
+	f, err := openFile(m.dirs[0], unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, &Error{Op: "open directory", Path: m.path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), m.dirs[0]), nil
+	return f, nil
 }
 
 // CPUUsage returns the CPU time the group's tasks used, in one file read,
@@ -1033,16 +1031,14 @@ func (m *Manager) JoinFiles() []string {
 func (m *Manager) OpenJoinFiles() ([]*os.File, error) {
 	var files []*os.File
 	for _, name := range m.JoinFiles() {
-		// Not os.OpenFile, which tries (and fails) to put a cgroup file in
-		// the runtime's poller: four system calls more.
-		fd, err := open(name, unix.O_WRONLY)
+		f, err := openFile(name, unix.O_WRONLY)
 		if err != nil {
 			for _, f := range files {
 				f.Close()
 			}
 			return nil, err
 		}
-		files = append(files, os.NewFile(uintptr(fd), name))
+		files = append(files, f)
 	}
 	return files, nil
 }

@@ -3,6 +3,7 @@ package cgroup
 import (
 	"bytes"
 	"io/fs"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -69,6 +70,17 @@ func open(path string, mode int) (int, error) {
 		}
 		return fd, nil
 	}
+}
+
+// openFile is open for a file the caller keeps: os.OpenFile would try,
+// and fail, to put a cgroup file or directory in the runtime's poller,
+// four system calls more.
+func openFile(path string, mode int) (*os.File, error) {
+	fd, err := open(path, mode)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // writeInt writes v in decimal to the file at path.

@@ -87,11 +87,9 @@ func ShareCallerMemory(title string) error {
 	return nil
 }
 
-// canShareCaller reports whether c's init may share the caller's memory
-// (shareCaller is never set where the zygote's inits could not share).
+// canShareCaller reports whether c's init may share the caller's memory.
 func canShareCaller(c *childData) bool {
-	return shareCaller.Load() && c.cloneflags&unix.CLONE_NEWPID != 0 &&
-		c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory
+	return shareCaller.Load() && sharesMemory(c)
 }
 
 // cloneSharing clones an init for c that shares this process's memory.

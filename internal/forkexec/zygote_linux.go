@@ -520,6 +520,14 @@ func initEntry(c *childData) {
 
 var initMainFn = initMain
 
+// sharesMemory reports whether c's init may share the memory of the
+// process that clones it (see above): an init of a new PID namespace,
+// without a user namespace, not OwnMemory, not under the race detector.
+func sharesMemory(c *childData) bool {
+	return c.cloneflags&unix.CLONE_NEWPID != 0 && c.cloneflags&unix.CLONE_NEWUSER == 0 &&
+		!c.ownMemory && !raceEnabled
+}
+
 // clone asks the zygote for an init. ok is false when the request did not
 // go through (too large, or the zygote is gone): nothing was cloned then.
 // release, when not nil, gives back the init's slot: once it is reaped.
@@ -527,7 +535,7 @@ var initMainFn = initMain
 func (z *zygote) clone(c *childData) (pid, pidfd int, release func(), errno syscall.Errno, ok bool) {
 	slot := -1
 	var cc *childData
-	if c.cloneflags&unix.CLONE_NEWPID != 0 && c.cloneflags&unix.CLONE_NEWUSER == 0 && !c.ownMemory && !raceEnabled {
+	if sharesMemory(c) {
 		if i, ok := zygSlots.take(); ok {
 			a := arena{buf: zygSlots.request(i)}
 			if cc = c.copyTo(&a); a.full {

@@ -567,25 +567,79 @@ func (m *Manager) OpenDir() (*os.File, error) {
 // for a watchdog to poll: cpuacct.usage on v1, usage_usec in cpu.stat on v2.
 func (m *Manager) CPUUsage() (time.Duration, error) {
 	if m.cpuUsageFile == "" {
-		return 0, &Error{Op: "read CPU usage", Path: m.path, Err: unsupported("cpuacct controller not mounted")}
+		return 0, m.noCPUUsage()
 	}
+	var buf [512]byte
+	n, err := readFile(m.cpuUsageFile, buf[:])
+	if err != nil {
+		return 0, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+	}
+	return m.cpuUsage(buf[:n])
+}
+
+func (m *Manager) noCPUUsage() error {
+	return &Error{Op: "read CPU usage", Path: m.path, Err: unsupported("cpuacct controller not mounted")}
+}
+
+// cpuUsage parses what the group's CPU usage file says.
+func (m *Manager) cpuUsage(data []byte) (time.Duration, error) {
+	var (
+		used time.Duration
+		err  error
+	)
 	if m.sys.mode == V1 {
-		ns, err := readInt(m.cpuUsageFile)
-		if err != nil {
-			return 0, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+		var ns int64
+		ns, err = parseInt(m.cpuUsageFile, data)
+		used = time.Duration(ns)
+	} else {
+		var v [1]int64
+		var found uint
+		found, err = parseKeys(m.cpuUsageFile, data, usageKey[:], v[:])
+		if err == nil && found == 0 {
+			err = fmt.Errorf("%s: no usage_usec", m.cpuUsageFile)
 		}
-		return time.Duration(ns), nil
-	}
-	var v [1]int64
-	found, err := readKeys(m.cpuUsageFile, usageKey[:], v[:])
-	if err == nil && found == 0 {
-		err = fmt.Errorf("%s: no usage_usec", m.cpuUsageFile)
+		used = time.Duration(v[0]) * time.Microsecond
 	}
 	if err != nil {
 		return 0, &Error{Op: "read CPU usage", Path: m.path, Err: err}
 	}
-	return time.Duration(v[0]) * time.Microsecond, nil
+	return used, nil
 }
+
+// CPUCounter reads a group's CPU usage, as CPUUsage does, through the file
+// opened once: each Read is one pread, without the lookup, open and close
+// of a CPUUsage. (A run reads its group's usage when its command starts
+// and again when it ends.) Its methods are not for concurrent use.
+type CPUCounter struct {
+	m  *Manager
+	fd int
+}
+
+// OpenCPUCounter opens the group's CPU usage file; the caller closes the
+// counter.
+func (m *Manager) OpenCPUCounter() (*CPUCounter, error) {
+	if m.cpuUsageFile == "" {
+		return nil, m.noCPUUsage()
+	}
+	fd, err := open(m.cpuUsageFile, unix.O_RDONLY)
+	if err != nil {
+		return nil, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+	}
+	return &CPUCounter{m: m, fd: fd}, nil
+}
+
+// Read returns the CPU time the group's tasks used so far.
+func (c *CPUCounter) Read() (time.Duration, error) {
+	var buf [512]byte
+	n, err := readAt0(c.fd, c.m.cpuUsageFile, buf[:])
+	if err != nil {
+		return 0, &Error{Op: "read CPU usage", Path: c.m.path, Err: err}
+	}
+	return c.m.cpuUsage(buf[:n])
+}
+
+// Close closes the counter's file.
+func (c *CPUCounter) Close() error { return unix.Close(c.fd) }
 
 var (
 	usageKey    = [...]string{"usage_usec"}

@@ -543,6 +543,13 @@ func TestCPUUsage(t *testing.T) {
 	u, err := m.CPUUsage()
 	require.NoError(t, err)
 	assert.Zero(t, u)
+	// A counter opened now reads what the file says at each Read.
+	c, err := m.OpenCPUCounter()
+	require.NoError(t, err)
+	defer c.Close()
+	cu, err := c.Read()
+	require.NoError(t, err)
+	assert.Zero(t, cu)
 
 	g := startGated(t, m, shell(t, "read x; while :; do :; done"))
 	before := schedTime(t, g.Process.Pid) // CPU time spent before it joined
@@ -555,8 +562,16 @@ func TestCPUUsage(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.GreaterOrEqual(t, u, burn)
+	cu, err = c.Read()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, cu, u, "the counter read after CPUUsage")
 	require.NoError(t, m.Kill())
 	g.wait(t)
+	u, err = m.CPUUsage()
+	require.NoError(t, err)
+	cu, err = c.Read()
+	require.NoError(t, err)
+	assert.Equal(t, u, cu, "the counter and CPUUsage, once the group is empty")
 	rusage := g.ProcessState.SysUsage().(*syscall.Rusage)
 	total := time.Duration(rusage.Utime.Nano() + rusage.Stime.Nano())
 
@@ -898,6 +913,22 @@ func BenchmarkCPUUsage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := m.CPUUsage(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCPUCounter(b *testing.B) {
+	requireCgroups(b)
+	m, err := New(Config{Parent: testParent(b), Name: "g"})
+	require.NoError(b, err)
+	defer m.Delete()
+	c, err := m.OpenCPUCounter()
+	require.NoError(b, err)
+	defer c.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Read(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -61,6 +61,18 @@ func (m *Manager) OpenJoinFiles() ([]*os.File, error) { return nil, m.fail("open
 // CPUUsage fails: cgroups exist only on Linux.
 func (m *Manager) CPUUsage() (time.Duration, error) { return 0, m.fail("read CPU usage") }
 
+// CPUCounter reads a group's CPU usage; on this system there is none.
+type CPUCounter struct{}
+
+// OpenCPUCounter fails: cgroups exist only on Linux.
+func (m *Manager) OpenCPUCounter() (*CPUCounter, error) { return nil, m.fail("read CPU usage") }
+
+// Read fails: cgroups exist only on Linux.
+func (c *CPUCounter) Read() (time.Duration, error) { return 0, errNotLinux }
+
+// Close does nothing.
+func (c *CPUCounter) Close() error { return nil }
+
 // Stat fails: cgroups exist only on Linux.
 func (m *Manager) Stat(mask StatMask) (*Stats, error) { return nil, m.fail("read stats") }
 

@@ -22,19 +22,28 @@ func readFile(path string, buf []byte) (int, error) {
 		return 0, err
 	}
 	defer unix.Close(fd)
+	return readAt0(fd, path, buf)
+}
+
+// readAt0 reads the open file fd (path) from its start into buf, at most
+// len(buf) bytes. A seq_file produces its content anew for a read at
+// offset 0, so a file kept open reads what it says now; and it fills as
+// much of a read as it has, so a short read is the end of the file, no
+// second read needed to see it.
+func readAt0(fd int, path string, buf []byte) (int, error) {
 	n := 0
 	for n < len(buf) {
-		m, err := unix.Read(fd, buf[n:])
+		m, err := unix.Pread(fd, buf[n:], int64(n))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return n, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
-		if m == 0 {
+		n += m
+		if m < len(buf)-(n-m) {
 			break
 		}
-		n += m
 	}
 	return n, nil
 }
@@ -96,7 +105,13 @@ func readInt(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseInt(string(bytes.TrimSpace(buf[:n])), 10, 64)
+	return parseInt(path, buf[:n])
+}
+
+// parseInt parses the content of a file (path) that holds one decimal
+// number.
+func parseInt(path string, data []byte) (int64, error) {
+	v, err := strconv.ParseInt(string(bytes.TrimSpace(data)), 10, 64)
 	if err != nil {
 		return 0, &fs.PathError{Op: "parse", Path: path, Err: err}
 	}
@@ -113,7 +128,11 @@ func readKeys(path string, keys []string, vals []int64) (found uint, err error) 
 	if err != nil {
 		return 0, err
 	}
-	data := buf[:n]
+	return parseKeys(path, buf[:n], keys, vals)
+}
+
+// parseKeys is readKeys for the content of a file (path) read already.
+func parseKeys(path string, data []byte, keys []string, vals []int64) (found uint, err error) {
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {

@@ -203,8 +203,10 @@ type run struct {
 	proc   *forkexec.Process
 	cg     *cgroup.Manager
 	// cpuBase is the cgroup's CPU usage when the command was executed:
-	// the sandbox's own setup is not the command's to pay for.
+	// the sandbox's own setup is not the command's to pay for. cpu reads
+	// it then and again at the end, through the file opened once.
 	cpuBase time.Duration
+	cpu     *cgroup.CPUCounter
 	lock    *runLock
 	// inSandbox: the command runs in a long-lived Sandbox, where what it
 	// leaves running may hold its output open after it ends.
@@ -349,8 +351,12 @@ func (r *run) start(plan *plan) (err error) {
 		return err
 	}
 	if r.cg != nil {
-		if used, err := r.cg.CPUUsage(); err == nil {
-			r.cpuBase = used
+		if cpu, err := r.cg.OpenCPUCounter(); err == nil {
+			r.cpu = cpu
+			r.cleanup = append(r.cleanup, func() { cpu.Close() })
+			if used, err := cpu.Read(); err == nil {
+				r.cpuBase = used
+			}
 		}
 	}
 
@@ -695,7 +701,15 @@ func (r *run) cgroupStats(res *Result) error {
 	}
 	// Only the total of the CPU figures: on v1 that is one file to read,
 	// not three.
-	used, err := r.cg.CPUUsage()
+	var (
+		used time.Duration
+		err  error
+	)
+	if r.cpu != nil {
+		used, err = r.cpu.Read()
+	} else {
+		used, err = r.cg.CPUUsage()
+	}
 	if err != nil {
 		return fmt.Errorf("sandbox: reading the run's cgroup: %w", err)
 	}

@@ -48,6 +48,56 @@ func TestNetworkEmpty(t *testing.T) {
 	}
 }
 
+// SocketCounts opened once say what the namespace holds at each Zero.
+func TestSocketCounts(t *testing.T) {
+	f := newNetwork(t)
+	defer f.Close()
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenSocketCounts(unix.Gettid())
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Zero() {
+		t.Fatal("a new namespace is not empty")
+	}
+	s := socketIn(t, f)
+	if c.Zero() {
+		t.Fatal("a namespace with a socket is empty")
+	}
+	unix.Close(s)
+	if !c.Zero() {
+		t.Fatal("the namespace is not empty after its only socket closed")
+	}
+	// The host's, where this test's process has at least its own sockets
+	// (the runtime's poller is not one; a socket opened here is).
+	h, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(h)
+	hc, err := OpenSocketCounts(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	if hc.Zero() {
+		t.Fatal("the host's namespace, with a socket in it, is empty")
+	}
+}
+
 // socketIn opens a socket in the network namespace f.
 func socketIn(t *testing.T, f *os.File) int {
 	t.Helper()

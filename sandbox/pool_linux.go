@@ -78,8 +78,10 @@ type pooledSandbox struct {
 	lock *runLock
 	name *nameHolder
 	// netns is the sandbox's network namespace, when it is its own
-	// (checked before each reuse, offered to later sandboxes at the end).
+	// (checked before each reuse, through socks, and offered to later
+	// sandboxes at the end).
 	netns *os.File
+	socks *ns.SocketCounts
 	// reusable: the sandbox may serve several runs (plan.config.Reusable).
 	// Each run's end tells the goroutine that prepared it, through done,
 	// whether it does; orphan says that goroutine is gone (the pool
@@ -235,6 +237,11 @@ func (p *Pool) prepare() (*pooledSandbox, error) {
 		ps.discard()
 		return nil, setupError(err, nil)
 	}
+	if ps.reusable && ps.netns != nil {
+		// Opened once init is in the namespace it joined, if it joined
+		// one. Without them, the sandbox serves one run (see renew).
+		ps.socks, _ = ns.OpenSocketCounts(proc.Pid)
+	}
 	if err := ps.newGroup(); err != nil {
 		ps.discard()
 		return nil, err
@@ -279,7 +286,7 @@ func (ps *pooledSandbox) newGroup() error {
 // network namespace must hold no socket, and the run gets a fresh cgroup.
 // On failure the sandbox is thrown away.
 func (p *Pool) renew(ps *pooledSandbox) error {
-	if ps.netns != nil && !ns.NetworkEmptyOf(ps.proc.Pid) {
+	if ps.netns != nil && (ps.socks == nil || !ps.socks.Zero()) {
 		ps.discard()
 		return errors.New("sandbox: a socket was left in the network namespace")
 	}
@@ -327,6 +334,10 @@ func (ps *pooledSandbox) discard() {
 // closeNetns offers the network namespace of a sandbox whose init has been
 // reaped to later runs, when it is provably empty.
 func (ps *pooledSandbox) closeNetns() {
+	if ps.socks != nil {
+		ps.socks.Close()
+		ps.socks = nil
+	}
 	offerNetns(ps.netns, ps.proc)
 	ps.netns = nil
 }

@@ -180,7 +180,7 @@ func initMain(c *childData) {
 			// The commands' bounding set, dropped once for all of them
 			// (41 prctl calls a command saved): it limits what an execve
 			// grants, and init executes nothing.
-			if err1 = dropBoundingSet(c); err1 != 0 {
+			if err1 = dropBoundingSet(c.capLast); err1 != 0 {
 				idx = stageCapabilities
 				goto fail
 			}
@@ -498,7 +498,7 @@ func commandMain(c *childData, bornIn bool) {
 		// reusable init dropped the bounding set before its first
 		// command; one from the zygote has it empty already.)
 		if !c.reusable && !c.bsetEmpty {
-			if err1 = dropBoundingSet(c); err1 != 0 {
+			if err1 = dropBoundingSet(c.capLast); err1 != 0 {
 				idx = stageCapabilities
 				goto fail
 			}
@@ -643,13 +643,14 @@ func waitGoAhead(c *childData) {
 	}
 }
 
-// dropBoundingSet empties the capability bounding set.
+// dropBoundingSet empties the capability bounding set, whose highest
+// capability is last (capLast).
 //
 //go:nosplit
 //go:norace
 //go:nocheckptr
-func dropBoundingSet(c *childData) syscall.Errno {
-	for i := uintptr(0); i <= c.capLast; i++ {
+func dropBoundingSet(last uintptr) syscall.Errno {
+	for i := uintptr(0); i <= last; i++ {
 		if _, _, err1 := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, i, 0, 0, 0, 0); err1 != 0 {
 			return err1
 		}

@@ -423,13 +423,7 @@ func zygoteEntry(z *zygote) {
 	// a user namespace (where it starts full again) and their commands
 	// have it so, 41 prctl calls a run saved. Nothing the zygote or an
 	// init does is an execve, which is all the bounding set limits.
-	z.bsetEmpty = true
-	for i := uintptr(0); i <= z.capLast; i++ {
-		if _, _, err := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, i, 0, 0, 0, 0); err != 0 {
-			z.bsetEmpty = false
-			break
-		}
-	}
+	z.bsetEmpty = dropBoundingSet(z.capLast) == 0
 	if fd, _, err := syscall.RawSyscall6(syscall.SYS_OPENAT, atFdcwd, uintptr(unsafe.Pointer(&z.memPath[0])), unix.O_RDWR|unix.O_CLOEXEC, 0, 0, 0); err == 0 {
 		for i := 0; i < 2; i++ {
 			if z.blank[i][1] > z.blank[i][0] && z.blank[i][1]-z.blank[i][0] <= uintptr(len(z.stage)) {

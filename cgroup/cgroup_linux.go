@@ -572,13 +572,19 @@ func (m *Manager) CPUUsage() (time.Duration, error) {
 	var buf [512]byte
 	n, err := readFile(m.cpuUsageFile, buf[:])
 	if err != nil {
-		return 0, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+		return 0, m.cpuUsageError(err)
 	}
 	return m.cpuUsage(buf[:n])
 }
 
+// noCPUUsage is the error of a group without a CPU usage file.
 func (m *Manager) noCPUUsage() error {
-	return &Error{Op: "read CPU usage", Path: m.path, Err: unsupported("cpuacct controller not mounted")}
+	return m.cpuUsageError(unsupported("cpuacct controller not mounted"))
+}
+
+// cpuUsageError is err, met reading the group's CPU usage.
+func (m *Manager) cpuUsageError(err error) error {
+	return &Error{Op: "read CPU usage", Path: m.path, Err: err}
 }
 
 // cpuUsage parses what the group's CPU usage file says.
@@ -601,7 +607,7 @@ func (m *Manager) cpuUsage(data []byte) (time.Duration, error) {
 		used = time.Duration(v[0]) * time.Microsecond
 	}
 	if err != nil {
-		return 0, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+		return 0, m.cpuUsageError(err)
 	}
 	return used, nil
 }
@@ -623,7 +629,7 @@ func (m *Manager) OpenCPUCounter() (*CPUCounter, error) {
 	}
 	fd, err := open(m.cpuUsageFile, unix.O_RDONLY)
 	if err != nil {
-		return nil, &Error{Op: "read CPU usage", Path: m.path, Err: err}
+		return nil, m.cpuUsageError(err)
 	}
 	return &CPUCounter{m: m, fd: fd}, nil
 }
@@ -633,7 +639,7 @@ func (c *CPUCounter) Read() (time.Duration, error) {
 	var buf [512]byte
 	n, err := readAt0(c.fd, c.m.cpuUsageFile, buf[:])
 	if err != nil {
-		return 0, &Error{Op: "read CPU usage", Path: c.m.path, Err: err}
+		return 0, c.m.cpuUsageError(err)
 	}
 	return c.m.cpuUsage(buf[:n])
 }

@@ -42,8 +42,10 @@ type plan struct {
 	// userNS: the sandbox has its own user namespace, root inside mapped
 	// to the caller's uid outside.
 	userNS bool
-	// filter backs config.Seccomp: it must stay alive until the clone.
+	// filter backs config.Seccomp, or split config.InitSeccomp and
+	// config.Seccomp: they must stay alive until the clone.
 	filter *seccomp.Program
+	split  *splitFilter
 	// netns is a cached network namespace the child joins (config.Join)
 	// instead of making one; recycleNet says the run's network namespace,
 	// cached or new, may be cached once the run is over.
@@ -334,10 +336,21 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 		cfg.Deferred = true
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
+	pl := &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet, layer: layer}
 	if reuse {
-		cfg.Reusable, cfg.LastPidSlot, cfg.WritableSlots = true, lastPidSlot, writableSlots
+		pl.config.Reusable, pl.config.LastPidSlot, pl.config.WritableSlots = true, lastPidSlot, writableSlots
+		// Init installs the long part of the filter once; each command,
+		// the part about the calls init goes on making, on top.
+		split, err := c.Syscalls.split()
+		if err != nil {
+			return nil, err
+		}
+		if split != nil {
+			pl.split = split
+			pl.config.InitSeccomp, pl.config.Seccomp = &split.outer.Fprog, &split.inner.Fprog
+		}
 	}
-	return &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet, layer: layer}, nil
+	return pl, nil
 }
 
 // reusable says whether a pool's sandbox may serve more than one run: a

@@ -174,6 +174,29 @@ func TestPoolRunsHaveTheirOwnIPC(t *testing.T) {
 	}
 }
 
+// A pool's filter decides every call as a cold run's: also the calls its
+// inits go on making, which a reused sandbox's init lets through and each
+// command's own part of the filter decides (see forkexec.ReusableSyscalls).
+func TestPoolSyscallFilter(t *testing.T) {
+	img, _ := busybox(t)
+	// kill is one of those calls (the default allows it), unshare too
+	// (the default denies it), chmod not.
+	filter := &sandbox.SyscallFilter{Deny: []string{"kill", "chmod", "fchmodat"}}
+	script := "kill -0 $$ 2>/dev/null; echo kill $?; unshare -n true 2>/dev/null; echo unshare $?; " +
+		"chmod 700 /tmp 2>/dev/null; echo chmod $?; sleep 0 & wait; echo fork $?"
+	cold := run(t, &sandbox.Cmd{Image: img, Args: []string{"sh", "-c", script}, Syscalls: filter})
+	assert.Equal(t, "kill 1\nunshare 1\nchmod 1\nfork 0\n", string(cold.Stdout), "stderr: %s", cold.Stderr)
+	pool := newPool(t, img, 1, &sandbox.Cmd{Syscalls: filter})
+	for i := range 3 {
+		res, err := pool.Run(context.Background(), &sandbox.Cmd{Args: []string{"sh", "-c", script}})
+		require.NoError(t, err)
+		assert.Equal(t, string(cold.Stdout), string(res.Stdout), "run %d; stderr: %s", i, res.Stderr)
+	}
+	if poolReuses() {
+		assert.Equal(t, sandbox.PoolStats{Runs: 3, Reused: 2}, pool.Stats(), "the sandbox served every run")
+	}
+}
+
 // poolReuses says whether a pool's sandboxes serve more than one run here:
 // a root caller's do, with the default user; a user namespace's root is
 // init's own uid. (And the kernel must have ns_last_pid.)

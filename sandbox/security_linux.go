@@ -5,6 +5,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hutchbox/hutch/internal/forkexec"
 	"github.com/hutchbox/hutch/internal/seccomp"
 )
 
@@ -32,8 +33,20 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 	if f == nil {
 		return defaultProgram()
 	}
-	if f.Disable {
+	p := f.policy()
+	if p == nil {
 		return nil, nil
+	}
+	return assembled(p.Program())
+}
+
+// policy is the policy f describes, nil when f disables the filter.
+func (f *SyscallFilter) policy() *seccomp.Policy {
+	if f == nil {
+		return seccomp.DefaultPolicy()
+	}
+	if f.Disable {
+		return nil
 	}
 	p := seccomp.DefaultPolicy()
 	if f.Replace != nil {
@@ -42,7 +55,12 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 	}
 	p.Allow(f.Allow...)
 	p.Deny(syscall.EPERM, f.Deny...)
-	prog, err := p.Program()
+	return p
+}
+
+// assembled passes on an assembled filter, with an unknown system call
+// reported as an invalid Syscalls.
+func assembled(prog *seccomp.Program, err error) (*seccomp.Program, error) {
 	if err != nil {
 		if errors.Is(err, seccomp.ErrUnknownSyscall) {
 			return nil, invalid("Syscalls", "%v", err)
@@ -50,4 +68,41 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 		return nil, err
 	}
 	return prog, nil
+}
+
+// splitFilter is f's filter in the two parts a reusable sandbox installs
+// (see seccomp.Policy.Split): outer once, by its init, and inner by each
+// command on top.
+type splitFilter struct{ outer, inner *seccomp.Program }
+
+// defaultSplit is the default filter split, assembled once.
+var defaultSplit = sync.OnceValues(func() (*splitFilter, error) { return splitFor(seccomp.DefaultPolicy()) })
+
+// split is f's filter split for a reusable sandbox; nil when f disables
+// the filter.
+func (f *SyscallFilter) split() (*splitFilter, error) {
+	if f == nil {
+		return defaultSplit()
+	}
+	p := f.policy()
+	if p == nil {
+		return nil, nil
+	}
+	return splitFor(p)
+}
+
+func splitFor(p *seccomp.Policy) (*splitFilter, error) {
+	outer, inner, err := p.Split(forkexec.ReusableSyscalls...)
+	if err != nil {
+		_, err = assembled(nil, err)
+		return nil, err
+	}
+	var sf splitFilter
+	if sf.outer, err = assembled(outer.Program()); err != nil {
+		return nil, err
+	}
+	if sf.inner, err = assembled(inner.Program()); err != nil {
+		return nil, err
+	}
+	return &sf, nil
 }

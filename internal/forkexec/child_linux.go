@@ -185,6 +185,18 @@ func initMain(c *childData) {
 				goto fail
 			}
 		}
+		if c.initSeccomp != nil {
+			// From here on, init and each command until it adds its own
+			// filter make only ReusableSyscalls, which this one allows.
+			if c.noNewPrivs {
+				syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)
+			}
+			_, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(c.initSeccomp)))
+			if err1 != 0 {
+				idx = stageSeccomp
+				goto fail
+			}
+		}
 		sendStage(c, stageReady, 0)
 	} else {
 		c.argvp = uintptr(unsafe.Pointer(&c.argv[0]))
@@ -266,6 +278,21 @@ next:
 
 fail:
 	childFail(c, idx, err1, exit)
+}
+
+// ReusableSyscalls are the system calls a Reusable child's init makes
+// once it is set up, and its commands make before they install their own
+// filter: what Config.InitSeccomp must allow. (TestReusableSyscalls runs
+// a pool under a filter that allows nothing else.)
+var ReusableSyscalls = []string{
+	// init: a request, its binds, the command's fork, its end, the
+	// clean-up and the report.
+	"recvmsg", "read", "write", "close", "openat", "mkdirat", "unlinkat", "move_mount", "umount2",
+	"chdir", "getcwd", "clone", "clone3", "wait4", "kill", "sched_yield", "fstatfs", "pwrite64",
+	"exit_group", "exit", "rt_sigreturn", "restart_syscall",
+	// The command, between the fork and its filter (see commandMain).
+	"unshare", "setsid", "prlimit64", "prctl", "setgroups", "setresgid", "setresuid", "capset",
+	"dup3", "umask", "rt_sigaction", "rt_sigprocmask", "close_range", "seccomp",
 }
 
 // receiveRequest waits for a deferred child's command and takes it in:

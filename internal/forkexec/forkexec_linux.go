@@ -154,6 +154,13 @@ type Config struct {
 	// Seccomp, when set, is installed last before execve (after
 	// no_new_privs, which it needs without CAP_SYS_ADMIN).
 	Seccomp *unix.SockFprog
+	// InitSeccomp, for a Reusable child, is a filter its init installs
+	// once set up, before its first command: each command then installs
+	// Seccomp on top of it. It must allow ReusableSyscalls, which init
+	// and each command make under it; seccomp.Policy.Split makes such a
+	// pair from one policy, a long outer filter installed once and a
+	// short inner one that each command pays for.
+	InitSeccomp *unix.SockFprog
 	// Join lists namespace files (/proc/PID/ns/*) the child enters with
 	// setns before its steps, in order (a user namespace first). With
 	// Join, Cloneflags is normally 0: the child runs in an existing
@@ -320,6 +327,7 @@ type childData struct {
 	capHdr           unix.CapUserHeader
 	capData          [2]unix.CapUserData
 	seccomp          *unix.SockFprog
+	initSeccomp      *unix.SockFprog
 	// reqAddr is where req is in the child, when that is not where it is
 	// here (a clone from the zygote).
 	reqAddr uintptr
@@ -477,26 +485,30 @@ func Start(cfg *Config) (p *Process, err error) {
 	if cfg.Reusable && (!cfg.Deferred || len(cfg.WritableSlots) > len(childData{}.writable)) {
 		return nil, errors.New("forkexec: Reusable needs Deferred and at most 4 WritableSlots")
 	}
+	if cfg.InitSeccomp != nil && !cfg.Reusable {
+		return nil, errors.New("forkexec: InitSeccomp needs Reusable")
+	}
 	c := &childData{
-		cloneflags: cfg.Cloneflags,
-		cgroupNS:   cfg.CgroupNS,
-		setCreds:   cfg.SetCredentials,
-		uid:        cfg.Uid,
-		gid:        cfg.Gid,
-		groups:     cfg.Groups,
-		keepGroups: cfg.KeepGroups,
-		noNewPrivs: cfg.NoNewPrivs,
-		dropCaps:   cfg.DropCapabilities,
-		capLast:    capLast(),
-		capHdr:     unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
-		seccomp:    cfg.Seccomp,
-		emptyPath:  new(byte),
-		memPath:    memPath,
-		pause:      cfg.Pause,
-		immediate:  cfg.Immediate,
-		ownMemory:  cfg.OwnMemory,
-		reusable:   cfg.Reusable,
-		lastPid:    -1,
+		cloneflags:  cfg.Cloneflags,
+		cgroupNS:    cfg.CgroupNS,
+		setCreds:    cfg.SetCredentials,
+		uid:         cfg.Uid,
+		gid:         cfg.Gid,
+		groups:      cfg.Groups,
+		keepGroups:  cfg.KeepGroups,
+		noNewPrivs:  cfg.NoNewPrivs,
+		dropCaps:    cfg.DropCapabilities,
+		capLast:     capLast(),
+		capHdr:      unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
+		seccomp:     cfg.Seccomp,
+		initSeccomp: cfg.InitSeccomp,
+		emptyPath:   new(byte),
+		memPath:     memPath,
+		pause:       cfg.Pause,
+		immediate:   cfg.Immediate,
+		ownMemory:   cfg.OwnMemory,
+		reusable:    cfg.Reusable,
+		lastPid:     -1,
 	}
 	if cfg.Reusable {
 		c.cmdFlags = unix.CLONE_NEWIPC

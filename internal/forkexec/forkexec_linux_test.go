@@ -2,11 +2,13 @@ package forkexec
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hutchbox/hutch/cgroup"
+	"github.com/hutchbox/hutch/internal/seccomp"
 )
 
 func TestCloseRanges(t *testing.T) {
@@ -322,12 +325,13 @@ func TestInitStatus(t *testing.T) {
 // file ends the child.
 // startReusable starts and releases a reusable child whose sandbox has
 // its own /proc and a tmpfs at dir, its writable filesystem.
-func startReusable(t *testing.T, dir string) *Process {
+// adjust, if given, changes the configuration first.
+func startReusable(t *testing.T, dir string, adjust ...func(*Config)) *Process {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for PID and mount namespaces")
 	}
-	p, err := Start(&Config{DropCapabilities: dropCaps,
+	cfg := &Config{DropCapabilities: dropCaps,
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
 		Steps: []Step{
 			Mount("make / private", "", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""),
@@ -342,7 +346,11 @@ func startReusable(t *testing.T, dir string) *Process {
 		LastPidSlot:   0,
 		WritableSlots: []int{1},
 		Stdio:         stdio(t),
-	})
+	}
+	for _, f := range adjust {
+		f(cfg)
+	}
+	p, err := Start(cfg)
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 	require.NoError(t, p.Release(context.Background()))
@@ -385,6 +393,84 @@ func TestReusable(t *testing.T) {
 	assert.False(t, ex.Reusable, "a file was left")
 	assert.True(t, p.Reaped(), "init exits once its sandbox is not clean")
 	assert.Error(t, p.Run(context.Background(), &Command{Path: []string{"/bin/true"}, Argv: []string{"true"}, Stdio: stdio(t)}))
+}
+
+// A reusable child's init, once set up, and its commands until their own
+// filter is in place, make only ReusableSyscalls: under an InitSeccomp
+// filter that kills the process at any other call, init serves command
+// after command, each with a bind and an rlimit of its own, and each
+// command installs its own filter and gets through its execve (allowed
+// too) to the exit_group that is all its program does.
+func TestReusableSyscalls(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the test's program is x86-64 code")
+	}
+	p := &seccomp.Policy{DefaultAction: seccomp.KillProcess}
+	prog, err := p.Allow(ReusableSyscalls...).Allow("execve").Program()
+	require.NoError(t, err)
+	own, err := (&seccomp.Policy{DefaultAction: seccomp.Allow}).Program() // each command's, on top
+	require.NoError(t, err)
+	exit42 := filepath.Join(t.TempDir(), "exit42")
+	require.NoError(t, os.WriteFile(exit42, exitELF(42), 0o755))
+	dir := t.TempDir()
+	child := startReusable(t, dir, func(c *Config) {
+		c.InitSeccomp, c.Seccomp = &prog.Fprog, &own.Fprog
+		c.NoNewPrivs = true
+	})
+	for i := range 3 {
+		src, err := unix.OpenTree(unix.AT_FDCWD, t.TempDir(), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		require.NoError(t, err)
+		tree := os.NewFile(uintptr(src), "bind")
+		err = child.Run(context.Background(), &Command{Path: []string{exit42}, Argv: []string{"exit42"}, Stdio: stdio(t),
+			Rlimits: []Rlimit{{Resource: unix.RLIMIT_NOFILE, Cur: 64, Max: 64}},
+			Binds:   []TreeBind{{Tree: tree, Target: dir + "/b", Dir: true}}})
+		tree.Close()
+		require.NoError(t, err, "run %d", i)
+		ex, err := child.Wait()
+		require.NoError(t, err, "run %d", i)
+		require.True(t, ex.Reported, "run %d: init was killed: %v", i, ex.InitStatus)
+		assert.Equal(t, 42, ex.Status.ExitStatus(), "run %d: %v", i, ex.Status)
+		assert.True(t, ex.Reusable, "run %d", i)
+	}
+	runtime.KeepAlive(prog)
+	runtime.KeepAlive(own)
+}
+
+// exitELF is an x86-64 executable whose one instruction after setting
+// its registers is exit_group(code): the smallest program that makes one
+// system call.
+func exitELF(code byte) []byte {
+	const base, hdrs = 0x400000, 64 + 56
+	text := []byte{
+		0xbf, code, 0, 0, 0, // mov edi, code
+		0xb8, 231, 0, 0, 0, // mov eax, SYS_exit_group
+		0x0f, 0x05, // syscall
+	}
+	size := uint64(hdrs + len(text))
+	le := binary.LittleEndian
+	b := []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	b = le.AppendUint16(b, 2)    // ET_EXEC
+	b = le.AppendUint16(b, 0x3e) // EM_X86_64
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint64(b, base+hdrs) // entry
+	b = le.AppendUint64(b, 64)        // program headers
+	b = le.AppendUint64(b, 0)         // no section headers
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint16(b, 64)
+	b = le.AppendUint16(b, 56)
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 1) // PT_LOAD
+	b = le.AppendUint32(b, 5) // PF_R|PF_X
+	b = le.AppendUint64(b, 0)
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, 0x1000)
+	return append(b, text...)
 }
 
 // A reusable child's Run and Wait block their thread in poll: a cancel

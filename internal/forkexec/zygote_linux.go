@@ -768,14 +768,21 @@ func (c *childData) copyTo(a *arena) *childData {
 		cc.req = (*request)(a.alloc(unsafe.Sizeof(*c.req), unsafe.Alignof(*c.req)))
 	}
 	cc.linkBuffers()
-	if c.seccomp != nil {
-		f := (*unix.SockFprog)(a.alloc(unsafe.Sizeof(*c.seccomp), unsafe.Alignof(*c.seccomp)))
-		filter := arenaCopy(a, unsafe.Slice(c.seccomp.Filter, c.seccomp.Len))
-		if f != nil && len(filter) > 0 {
-			f.Len = c.seccomp.Len
-			f.Filter = &filter[0]
-		}
-		cc.seccomp = f
-	}
+	cc.seccomp = a.fprog(c.seccomp)
+	cc.initSeccomp = a.fprog(c.initSeccomp)
 	return cc
+}
+
+// fprog copies a filter, if there is one, into the arena.
+func (a *arena) fprog(p *unix.SockFprog) *unix.SockFprog {
+	if p == nil {
+		return nil
+	}
+	f := (*unix.SockFprog)(a.alloc(unsafe.Sizeof(*p), unsafe.Alignof(*p)))
+	filter := arenaCopy(a, unsafe.Slice(p.Filter, p.Len))
+	if f != nil && len(filter) > 0 {
+		f.Len = p.Len
+		f.Filter = &filter[0]
+	}
+	return f
 }

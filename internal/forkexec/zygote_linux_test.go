@@ -98,28 +98,30 @@ func TestCopyToCoversEveryPointer(t *testing.T) {
 		".emptyPath", ".memPath", ".join", ".cgProcs", ".req",
 		".reqMsg.Name", ".reqMsg.Iov", ".reqMsg.Control", ".reqIov.Base",
 		".rootPath", ".msg.Name", ".msg.Iov", ".msg.Control", ".iov.Base",
-		".oomPath", ".seccomp", ".pathp",
+		".oomPath", ".seccomp", ".initSeccomp", ".pathp",
 	}, fields)
 
 	s := func(v string) *byte { p, _ := syscall.BytePtrFromString(v); return p }
 	filter := []unix.SockFilter{{Code: 6, K: 0x7fff0000}}
+	initFilter := []unix.SockFilter{{Code: 6, K: 0x50001}}
 	c := &childData{
-		ops:        []op{{a: s("a"), b: s("b"), c: s("c"), d: s("d")}, {a: s("only a")}},
-		path:       []*byte{s("/bin/sh"), nil},
-		argv:       []*byte{s("sh"), s("-c"), nil},
-		envv:       []*byte{s("A=1"), nil},
-		rlimits:    []rlimit{{resource: 7}},
-		closeRange: [][2]uintptr{{0, 2}},
-		groups:     []uint32{1, 2},
-		emptyPath:  s(""),
-		memPath:    s("/proc/self/mem"),
-		join:       []int{5},
-		cgProcs:    []int{6, 7},
-		req:        new(request),
-		rootPath:   s("/"),
-		oomPath:    s("/proc/self/oom_score_adj"),
-		socket:     true,
-		seccomp:    &unix.SockFprog{Len: 1, Filter: &filter[0]},
+		ops:         []op{{a: s("a"), b: s("b"), c: s("c"), d: s("d")}, {a: s("only a")}},
+		path:        []*byte{s("/bin/sh"), nil},
+		argv:        []*byte{s("sh"), s("-c"), nil},
+		envv:        []*byte{s("A=1"), nil},
+		rlimits:     []rlimit{{resource: 7}},
+		closeRange:  [][2]uintptr{{0, 2}},
+		groups:      []uint32{1, 2},
+		emptyPath:   s(""),
+		memPath:     s("/proc/self/mem"),
+		join:        []int{5},
+		cgProcs:     []int{6, 7},
+		req:         new(request),
+		rootPath:    s("/"),
+		oomPath:     s("/proc/self/oom_score_adj"),
+		socket:      true,
+		seccomp:     &unix.SockFprog{Len: 1, Filter: &filter[0]},
+		initSeccomp: &unix.SockFprog{Len: 1, Filter: &initFilter[0]},
 	}
 	c.reqIov.Base = (*byte)(unsafe.Pointer(c.req))
 	c.reqMsg.Iov = &c.reqIov
@@ -159,6 +161,7 @@ func TestCopyToCoversEveryPointer(t *testing.T) {
 	assert.Equal(t, "-c", unix.BytePtrToString(cc.argv[1]))
 	assert.Nil(t, cc.argv[2])
 	assert.Equal(t, uint32(0x7fff0000), cc.seccomp.Filter.K)
+	assert.Equal(t, uint32(0x50001), cc.initSeccomp.Filter.K)
 	assert.Equal(t, []uint32{1, 2}, cc.groups)
 
 	// Too small an arena says so.

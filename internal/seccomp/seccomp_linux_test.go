@@ -268,11 +268,9 @@ func interesting(p *Policy, n uint32) []uint64 {
 	return vals
 }
 
-// TestBuildMatchesReference compares the assembled filter with evaluate
-// for every system call number and many argument vectors, on the default
-// policy and on random policies.
-func TestBuildMatchesReference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
+// testPolicies returns the default policy, random policies and a long
+// one, to check assembled filters against evaluate.
+func testPolicies(rng *rand.Rand) map[string]*Policy {
 	names := make([]string, 0, len(syscallNumbers))
 	for name := range syscallNumbers {
 		names = append(names, name)
@@ -327,37 +325,98 @@ func TestBuildMatchesReference(t *testing.T) {
 		}
 	}
 	policies["long"] = long
+	return policies
+}
 
-	maxNr := slices.Max(knownNumbers())
+// forEachCall calls f with every system call number (and a few past the
+// last) and 32 argument vectors each, drawn around the values p's
+// conditions on that call test.
+func forEachCall(rng *rand.Rand, p *Policy, f func(n uint32, args [6]uint64)) {
+	var vals []uint64
+	arg := func() uint64 {
+		switch rng.IntN(4) {
+		case 0:
+			return rng.Uint64()
+		case 1: // halves of two values, to catch checks that mix them up
+			return vals[rng.IntN(len(vals))]&^0xffffffff | vals[rng.IntN(len(vals))]&0xffffffff
+		}
+		return vals[rng.IntN(len(vals))]
+	}
+	for n := uint32(0); n <= slices.Max(knownNumbers())+8; n++ {
+		vals = interesting(p, n)
+		for range 32 {
+			var args [6]uint64
+			for i := range args {
+				args[i] = arg()
+			}
+			f(n, args)
+		}
+	}
+}
+
+// TestSplitMatchesPolicy checks that the two filters of Split, stacked
+// as the kernel stacks them, decide every call as the policy does.
+func TestSplitMatchesPolicy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	names := make([]string, 0, len(syscallNumbers))
+	for name := range syscallNumbers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	// The kernel runs every filter and keeps the answer whose action
+	// comes first in its order of precedence (the lowest as a signed
+	// number: kill-process, kill-thread, trap, errno, ..., log, allow),
+	// the newest filter's on a tie.
+	stacked := func(inner, outer Action) Action {
+		if int32(outer&unix.SECCOMP_RET_ACTION_FULL) < int32(inner&unix.SECCOMP_RET_ACTION_FULL) {
+			return outer
+		}
+		return inner
+	}
+	for name, p := range testPolicies(rng) {
+		t.Run(name, func(t *testing.T) {
+			split := []string{"clone", "clone3", "unshare", "write", "wait4"}
+			for range 20 {
+				split = append(split, names[rng.IntN(len(names))])
+			}
+			outer, inner, err := p.Split(split...)
+			require.NoError(t, err)
+			outerVM := newFilterVM(t, must(outer.Build()))
+			innerFilter := must(inner.Build())
+			innerVM := newFilterVM(t, innerFilter)
+			t.Logf("inner filter: %d instructions", len(innerFilter))
+			forEachCall(rng, p, func(n uint32, args [6]uint64) {
+				want := evaluate(p, auditArch, n, args)
+				got := stacked(innerVM.run(t, auditArch, n, args[:]...), outerVM.run(t, auditArch, n, args[:]...))
+				if got != want {
+					t.Fatalf("syscall %d args %#x: the split filters say %v, the policy %v", n, args, got, want)
+				}
+			})
+		})
+	}
+	_, _, err := DefaultPolicy().Split("no_such_call")
+	assert.ErrorIs(t, err, ErrUnknownSyscall)
+}
+
+// TestBuildMatchesReference compares the assembled filter with evaluate
+// for every system call number and many argument vectors, on the default
+// policy and on random policies.
+func TestBuildMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	policies := testPolicies(rng)
+	long := policies["long"]
 	for name, p := range policies {
 		t.Run(name, func(t *testing.T) {
 			filter, err := p.Build()
 			require.NoError(t, err)
 			t.Logf("%d rules, %d instructions", len(p.Rules), len(filter))
 			vm := newFilterVM(t, filter)
-			var vals []uint64
-			arg := func() uint64 {
-				switch rng.IntN(4) {
-				case 0:
-					return rng.Uint64()
-				case 1: // halves of two values, to catch checks that mix them up
-					return vals[rng.IntN(len(vals))]&^0xffffffff | vals[rng.IntN(len(vals))]&0xffffffff
+			forEachCall(rng, p, func(n uint32, args [6]uint64) {
+				want := evaluate(p, auditArch, n, args)
+				if got := vm.run(t, auditArch, n, args[:]...); got != want {
+					t.Fatalf("syscall %d args %#x: filter says %v, policy says %v", n, args, got, want)
 				}
-				return vals[rng.IntN(len(vals))]
-			}
-			for n := uint32(0); n <= maxNr+8; n++ {
-				vals = interesting(p, n)
-				for range 32 {
-					var args [6]uint64
-					for i := range args {
-						args[i] = arg()
-					}
-					want := evaluate(p, auditArch, n, args)
-					if got := vm.run(t, auditArch, n, args[:]...); got != want {
-						t.Fatalf("syscall %d args %#x: filter says %v, policy says %v", n, args, got, want)
-					}
-				}
-			}
+			})
 		})
 	}
 	longJumps := 0

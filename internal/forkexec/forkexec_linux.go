@@ -565,7 +565,7 @@ func Start(cfg *Config) (p *Process, err error) {
 	ae := argEnv()
 	c.argStart, c.argEnd, c.envStart, c.envEnd = ae[0], ae[1], ae[2], ae[3]
 	if cfg.OOMScoreAdj {
-		c.oomPath, _ = syscall.BytePtrFromString("/proc/self/oom_score_adj")
+		c.oomPath, _ = syscall.BytePtrFromString(oomScorePath)
 		copy(c.oomValue[:], commandsOOMScore)
 	}
 	path, argv := cfg.Path, cfg.Argv

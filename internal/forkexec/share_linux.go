@@ -44,8 +44,12 @@ import (
 // shareCaller is set by ShareCallerMemory.
 var shareCaller atomic.Bool
 
-// commandsOOMScore is the oom_score_adj of every command (Config.OOMScoreAdj).
-const commandsOOMScore = "1000"
+// commandsOOMScore is the oom_score_adj of every command (Config.OOMScoreAdj),
+// written to oomScorePath.
+const (
+	commandsOOMScore = "1000"
+	oomScorePath     = "/proc/self/oom_score_adj"
+)
 
 // ShareCallerMemory makes the inits this process starts from now on share
 // its memory where they can (see above), for a process that exists to run
@@ -80,7 +84,7 @@ func ShareCallerMemory(title string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(commandsOOMScore), 0); err != nil {
+	if err := os.WriteFile(oomScorePath, []byte(commandsOOMScore), 0); err != nil {
 		return err
 	}
 	shareCaller.Store(true)

@@ -304,7 +304,7 @@ func newZygote() (*zygote, error) {
 	copy(z.name[:], "hutch-zygote")
 	z.ndrop = copy(z.drop[:], dropRanges(stage, mem))
 	copy(z.memPath[:], "/proc/self/mem")
-	copy(z.oomPath[:], "/proc/self/oom_score_adj")
+	copy(z.oomPath[:], oomScorePath)
 	copy(z.oomValue[:], commandsOOMScore)
 	ae := argEnv()
 	z.blank = [2][2]uintptr{{ae[0], ae[1]}, {ae[2], ae[3]}}

@@ -44,15 +44,6 @@ type Pool struct {
 	runs, reused atomic.Int64 // see PoolStats
 }
 
-// PoolStats counts a pool's runs.
-type PoolStats struct {
-	// Runs is how many runs were given a sandbox.
-	Runs int64
-	// Reused is how many of them were given one that an earlier run had
-	// left clean (see NewPool); the others, one set up for them.
-	Reused int64
-}
-
 // Stats returns the pool's counts so far.
 func (p *Pool) Stats() PoolStats {
 	return PoolStats{Runs: p.runs.Load(), Reused: p.reused.Load()}

@@ -22,30 +22,30 @@ import (
 // carried over. Only a root caller's runs share them: an unprivileged
 // caller's namespaces belong to each run's own user namespace.
 
-// cache holds provably empty network namespaces, and counts those being
-// checked.
+// cache holds provably empty network namespaces, and counts those on
+// their way in: being checked (RecycleNetwork) or made (PrepareNetwork).
 var cache = struct {
 	sync.Mutex
-	free     []*os.File
-	checking int
-	checked  *sync.Cond // a check ended
+	free    []*os.File
+	pending int
+	settled *sync.Cond // a pending one was added or dropped
 }{}
 
-func init() { cache.checked = sync.NewCond(&cache.Mutex) }
+func init() { cache.settled = sync.NewCond(&cache.Mutex) }
 
 // maxCachedNetns bounds the cache: enough for every run at once.
 func maxCachedNetns() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // TakeNetwork returns a network namespace (an open /proc/PID/ns/net file)
 // that an earlier run left provably empty, for a new run to join instead
-// of making one, or nil when there is none. While one is being checked,
-// it waits for the check, which takes far less than making one. The
-// caller owns the file.
+// of making one, or nil when there is none. While one is being checked or
+// made, it waits for it: a check takes far less than making one, and one
+// being made has a head start. The caller owns the file.
 func TakeNetwork() *os.File {
 	cache.Lock()
 	defer cache.Unlock()
-	for len(cache.free) == 0 && cache.checking > 0 {
-		cache.checked.Wait()
+	for len(cache.free) == 0 && cache.pending > 0 {
+		cache.settled.Wait()
 	}
 	n := len(cache.free)
 	if n == 0 {
@@ -66,26 +66,64 @@ func RecycleNetwork(f *os.File) {
 	if f == nil {
 		return
 	}
-	cache.Lock()
-	if len(cache.free)+cache.checking >= maxCachedNetns() {
-		cache.Unlock()
+	if !addPending() {
 		f.Close()
 		return
 	}
-	cache.checking++
-	cache.Unlock()
 	go func() {
-		empty := NetworkEmpty(f)
-		cache.Lock()
-		defer cache.Unlock()
-		cache.checking--
-		cache.checked.Broadcast()
-		if !empty || len(cache.free) >= maxCachedNetns() {
+		if !NetworkEmpty(f) {
 			f.Close()
+			f = nil
+		}
+		settle(f)
+	}()
+}
+
+// AwaitNetwork adds to the cache a network namespace being made
+// elsewhere, which comes from made as a descriptor (-1 for none): the next
+// TakeNetwork waits for it. The hutch command starts making its sandbox's
+// namespace in one of its first package initializers, on another thread
+// (internal/mknetns), so that the namespace, the costliest part of the
+// sandbox's clone, is made on one CPU while the program starts on the
+// other.
+func AwaitNetwork(made <-chan int) {
+	pending := addPending()
+	go func() {
+		var f *os.File
+		if fd := <-made; fd >= 0 {
+			f = os.NewFile(uintptr(fd), "netns")
+		}
+		if !pending {
+			if f != nil {
+				f.Close()
+			}
 			return
 		}
-		cache.free = append(cache.free, f)
+		settle(f)
 	}()
+}
+
+// addPending counts one more namespace on its way into the cache, unless
+// the cache would then be over its bound.
+func addPending() bool {
+	cache.Lock()
+	defer cache.Unlock()
+	if len(cache.free)+cache.pending >= maxCachedNetns() {
+		return false
+	}
+	cache.pending++
+	return true
+}
+
+// settle ends a pending namespace's way: into the cache, or, nil, nowhere.
+func settle(f *os.File) {
+	cache.Lock()
+	defer cache.Unlock()
+	cache.pending--
+	cache.settled.Broadcast()
+	if f != nil {
+		cache.free = append(cache.free, f)
+	}
 }
 
 // socketCounts are the /proc/net files that count a namespace's sockets:

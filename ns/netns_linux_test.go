@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -147,4 +148,54 @@ func TestRecycle(t *testing.T) {
 		h.Close()
 		t.Fatal("a namespace holding a socket was kept")
 	}
+}
+
+// A namespace being made elsewhere (AwaitNetwork) is waited for by the
+// next TakeNetwork, which gets it; one that could not be made leaves the
+// cache empty, and TakeNetwork no longer waits.
+func TestAwaitNetwork(t *testing.T) {
+	for f := TakeNetwork(); f != nil; f = TakeNetwork() {
+		f.Close()
+	}
+	want := newNetwork(t)
+	made := make(chan int)
+	AwaitNetwork(made)
+	taken := make(chan *os.File)
+	go func() { taken <- TakeNetwork() }()
+	select {
+	case f := <-taken:
+		t.Fatalf("TakeNetwork did not wait for the namespace being made (got %v)", f)
+	case <-time.After(50 * time.Millisecond):
+	}
+	fd, err := unix.Dup(int(want.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	made <- fd
+	got := <-taken
+	if got == nil {
+		t.Fatal("the namespace made was not handed out")
+	}
+	defer got.Close()
+	if inode(t, got) != inode(t, want) {
+		t.Fatal("TakeNetwork handed out another namespace")
+	}
+	want.Close()
+
+	none := make(chan int, 1)
+	none <- -1
+	AwaitNetwork(none)
+	if f := TakeNetwork(); f != nil {
+		f.Close()
+		t.Fatal("a namespace that was not made was handed out")
+	}
+}
+
+func inode(t *testing.T, f *os.File) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }

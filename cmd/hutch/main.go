@@ -22,7 +22,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hutchbox/hutch/cmd/hutch/internal/early"
 	"github.com/hutchbox/hutch/internal/forkexec"
+	"github.com/hutchbox/hutch/ns"
 	"github.com/hutchbox/hutch/sandbox"
 )
 
@@ -31,6 +33,12 @@ const exitHutch = 125
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "run" {
+		// The sandbox's network namespace is being made on another thread
+		// (and CPU) since the program's first initializers; the run joins
+		// it.
+		if early.Netns != nil {
+			ns.AwaitNetwork(early.Netns)
+		}
 		// This process exists to run one sandbox: its init may share its
 		// memory rather than copy all of it (0.8 ms of a run), once its
 		// command line, which may hold secrets (--env), is blanked for

@@ -171,6 +171,25 @@ func TestGC(t *testing.T) {
 	assert.Contains(t, stderr, "no arguments")
 }
 
+// hutch run starts making its sandbox's network namespace in one of its
+// first package initializers (cmd/hutch/internal/early); the sandbox joins
+// it: a namespace of its own, with its loopback up, and nothing else.
+func TestRunNetwork(t *testing.T) {
+	testenv.RequireRoot(t)
+	root := testenv.BusyboxRoot(t)
+	cmd := exec.Command(os.Args[0], "run", "--image", root, "--",
+		"sh", "-c", "readlink /proc/self/ns/net; ip -o link | cut -d' ' -f2,3")
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	own, err := os.Readlink("/proc/self/ns/net")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 2, "%s", out)
+	assert.NotEqual(t, own, lines[0], "the sandbox is in the caller's network namespace")
+	assert.Equal(t, "lo: <LOOPBACK,UP,LOWER_UP>", lines[1])
+}
+
 // hutch run blanks its own command line, which its sandbox's init shares:
 // the sandbox reads "hutch run" in /proc/1/cmdline, not the flags (an
 // --env value may be a secret, a path says where things are). Under the

@@ -1,0 +1,4 @@
+package mknetns
+
+// sysSetns is setns(2)'s number.
+const sysSetns = 268

@@ -58,16 +58,22 @@ func (f *SyscallFilter) policy() *seccomp.Policy {
 	return p
 }
 
-// assembled passes on an assembled filter, with an unknown system call
-// reported as an invalid Syscalls.
+// assembled passes on an assembled filter, or its error (see
+// filterError).
 func assembled(prog *seccomp.Program, err error) (*seccomp.Program, error) {
 	if err != nil {
-		if errors.Is(err, seccomp.ErrUnknownSyscall) {
-			return nil, invalid("Syscalls", "%v", err)
-		}
-		return nil, err
+		return nil, filterError(err)
 	}
 	return prog, nil
+}
+
+// filterError reports a filter naming a system call the architecture
+// does not have as an invalid Syscalls.
+func filterError(err error) error {
+	if errors.Is(err, seccomp.ErrUnknownSyscall) {
+		return invalid("Syscalls", "%v", err)
+	}
+	return err
 }
 
 // splitFilter is f's filter in the two parts a reusable sandbox installs
@@ -91,11 +97,12 @@ func (f *SyscallFilter) split() (*splitFilter, error) {
 	return splitFor(p)
 }
 
+// splitFor splits p at the calls a reusable sandbox's init goes on making
+// (forkexec.ReusableSyscalls) and assembles both parts.
 func splitFor(p *seccomp.Policy) (*splitFilter, error) {
 	outer, inner, err := p.Split(forkexec.ReusableSyscalls...)
 	if err != nil {
-		_, err = assembled(nil, err)
-		return nil, err
+		return nil, filterError(err)
 	}
 	var sf splitFilter
 	if sf.outer, err = assembled(outer.Program()); err != nil {

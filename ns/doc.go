@@ -10,5 +10,7 @@
 // RecycleNetwork checks, in the background, and keeps such a namespace, and
 // TakeNetwork hands it to the next run, which joins it instead of making
 // one. Its packet counters
-// (lo's, /proc/net/snmp) are the one thing carried over.
+// (lo's, /proc/net/snmp) are the one thing carried over. AwaitNetwork adds
+// a namespace being made elsewhere, for a process's first run (the hutch
+// command makes one while it starts).
 package ns

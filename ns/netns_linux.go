@@ -23,7 +23,7 @@ import (
 // caller's namespaces belong to each run's own user namespace.
 
 // cache holds provably empty network namespaces, and counts those on
-// their way in: being checked (RecycleNetwork) or made (PrepareNetwork).
+// their way in: being checked (RecycleNetwork) or made elsewhere (AwaitNetwork).
 var cache = struct {
 	sync.Mutex
 	free    []*os.File

@@ -23,7 +23,8 @@ import (
 // caller's namespaces belong to each run's own user namespace.
 
 // cache holds provably empty network namespaces, and counts those on
-// their way in: being checked (RecycleNetwork) or made elsewhere (AwaitNetwork).
+// their way in: being checked (RecycleNetwork) or made elsewhere
+// (AwaitNetwork).
 var cache = struct {
 	sync.Mutex
 	free    []*os.File

@@ -178,9 +178,7 @@ func TestBornInCgroup(t *testing.T) {
 	if err := cgroup.Enabled(); err != nil {
 		t.Skipf("needs cgroups: %v", err)
 	}
-	cg, err := cgroup.New(cgroup.Config{Parent: "hutch-test", Name: fmt.Sprintf("born-%d", os.Getpid())})
-	require.NoError(t, err)
-	defer cg.Delete()
+	cg := newTestGroup(t, cgroup.Config{Parent: testParent(), Name: "born"})
 	dir, err := cg.OpenDir()
 	require.NoError(t, err)
 	defer dir.Close()
@@ -233,13 +231,36 @@ func TestCheckCwd(t *testing.T) {
 	}
 }
 
+// testParent is the parent of this test process's groups, of its own so
+// that the tests can remove it (see newTestGroup).
+func testParent() string { return fmt.Sprintf("hutch-test-forkexec-%d", os.Getpid()) }
+
+// newTestGroup makes a group, and removes it and its parent (when no other
+// test of this process uses it) once the test ends.
+func newTestGroup(t *testing.T, cfg cgroup.Config) *cgroup.Manager {
+	t.Helper()
+	cg, err := cgroup.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		assert.NoError(t, cg.Delete())
+		// The parent is in every hierarchy, the group maybe not.
+		for _, pattern := range []string{"/sys/fs/cgroup/", "/sys/fs/cgroup/*/"} {
+			dirs, _ := filepath.Glob(pattern + cfg.Parent)
+			for _, d := range dirs {
+				unix.Rmdir(d) // busy while another test uses it
+			}
+		}
+	})
+	return cg
+}
+
 // The child opens the command's cgroup files itself, after a go-ahead
 // given once the group exists: the group is made while it sets up.
 func TestCgroupSlots(t *testing.T) {
 	if err := cgroup.Enabled(); err != nil {
 		t.Skipf("needs cgroups: %v", err)
 	}
-	cfg := cgroup.Config{Parent: "hutch-test", Name: fmt.Sprintf("slots-%d", os.Getpid()), NoFreezer: true}
+	cfg := cgroup.Config{Parent: testParent(), Name: "slots", NoFreezer: true}
 	procs, dir, err := cgroup.Files(cfg)
 	require.NoError(t, err)
 	steps := []Step{Mkdir("a step before", t.TempDir()+"/x", 0o755), WaitParent("wait for the cgroup")}
@@ -258,9 +279,7 @@ func TestCgroupSlots(t *testing.T) {
 	p, err := Start(&Config{DropCapabilities: dropCaps, Steps: steps, Immediate: true, CgroupProcsSlots: procSlots, CgroupDirSlots: dirSlots,
 		Path: []string{"/bin/sh"}, Argv: []string{"sh", "-c", "cat /proc/self/cgroup"}, Stdio: [3]*os.File{stdio(t)[0], w, w}})
 	require.NoError(t, err)
-	cg, err := cgroup.New(cfg)
-	require.NoError(t, err)
-	defer cg.Delete()
+	cg := newTestGroup(t, cfg)
 	require.NoError(t, p.Release(context.Background()))
 	w.Close()
 	_, err = p.Wait()

@@ -566,20 +566,12 @@ func (m *Manager) OpenDir() (*os.File, error) {
 // CPUUsage returns the CPU time the group's tasks used, in one file read,
 // for a watchdog to poll: cpuacct.usage on v1, usage_usec in cpu.stat on v2.
 func (m *Manager) CPUUsage() (time.Duration, error) {
-	if m.cpuUsageFile == "" {
-		return 0, m.noCPUUsage()
-	}
-	var buf [512]byte
-	n, err := readFile(m.cpuUsageFile, buf[:])
+	c, err := m.OpenCPUCounter()
 	if err != nil {
-		return 0, m.cpuUsageError(err)
+		return 0, err
 	}
-	return m.cpuUsage(buf[:n])
-}
-
-// noCPUUsage is the error of a group without a CPU usage file.
-func (m *Manager) noCPUUsage() error {
-	return m.cpuUsageError(unsupported("cpuacct controller not mounted"))
+	defer c.Close()
+	return c.Read()
 }
 
 // cpuUsageError is err, met reading the group's CPU usage.
@@ -625,7 +617,7 @@ type CPUCounter struct {
 // counter.
 func (m *Manager) OpenCPUCounter() (*CPUCounter, error) {
 	if m.cpuUsageFile == "" {
-		return nil, m.noCPUUsage()
+		return nil, m.cpuUsageError(unsupported("cpuacct controller not mounted"))
 	}
 	fd, err := open(m.cpuUsageFile, unix.O_RDONLY)
 	if err != nil {

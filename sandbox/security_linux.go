@@ -40,11 +40,10 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 	return assembled(p.Program())
 }
 
-// policy is the policy f describes, nil when f disables the filter.
+// policy is the policy f, not nil, describes; nil when f disables the
+// filter. (Nil f, the default, is assembled once: defaultProgram,
+// defaultSplit.)
 func (f *SyscallFilter) policy() *seccomp.Policy {
-	if f == nil {
-		return seccomp.DefaultPolicy()
-	}
 	if f.Disable {
 		return nil
 	}

@@ -3,6 +3,7 @@ package seccomp
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
@@ -271,11 +272,7 @@ func interesting(p *Policy, n uint32) []uint64 {
 // testPolicies returns the default policy, random policies and a long
 // one, to check assembled filters against evaluate.
 func testPolicies(rng *rand.Rand) map[string]*Policy {
-	names := make([]string, 0, len(syscallNumbers))
-	for name := range syscallNumbers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(syscallNumbers))
 
 	randomPolicy := func() *Policy {
 		actions := []Action{Allow, Errno(unix.EPERM), Errno(unix.EACCES), KillProcess, Log, Trap, Errno(0)}
@@ -358,11 +355,7 @@ func forEachCall(rng *rand.Rand, p *Policy, f func(n uint32, args [6]uint64)) {
 // as the kernel stacks them, decide every call as the policy does.
 func TestSplitMatchesPolicy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	names := make([]string, 0, len(syscallNumbers))
-	for name := range syscallNumbers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(syscallNumbers))
 	// The kernel runs every filter and keeps the answer whose action
 	// comes first in its order of precedence (the lowest as a signed
 	// number: kill-process, kill-thread, trap, errno, ..., log, allow),

@@ -905,11 +905,18 @@ func BenchmarkNewDelete(b *testing.B) {
 	}
 }
 
-func BenchmarkCPUUsage(b *testing.B) {
+// benchGroup makes a group for a benchmark, removed when it ends.
+func benchGroup(b *testing.B) *Manager {
+	b.Helper()
 	requireCgroups(b)
 	m, err := New(Config{Parent: testParent(b), Name: "g"})
 	require.NoError(b, err)
-	defer m.Delete()
+	b.Cleanup(func() { m.Delete() })
+	return m
+}
+
+func BenchmarkCPUUsage(b *testing.B) {
+	m := benchGroup(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := m.CPUUsage(); err != nil {
@@ -919,10 +926,7 @@ func BenchmarkCPUUsage(b *testing.B) {
 }
 
 func BenchmarkCPUCounter(b *testing.B) {
-	requireCgroups(b)
-	m, err := New(Config{Parent: testParent(b), Name: "g"})
-	require.NoError(b, err)
-	defer m.Delete()
+	m := benchGroup(b)
 	c, err := m.OpenCPUCounter()
 	require.NoError(b, err)
 	defer c.Close()
@@ -935,10 +939,7 @@ func BenchmarkCPUCounter(b *testing.B) {
 }
 
 func BenchmarkStat(b *testing.B) {
-	requireCgroups(b)
-	m, err := New(Config{Parent: testParent(b), Name: "g"})
-	require.NoError(b, err)
-	defer m.Delete()
+	m := benchGroup(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := m.Stat(StatAll); err != nil {

@@ -37,8 +37,15 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		StdoutTruncated: r.StdoutTruncated,
 		StderrTruncated: r.StderrTruncated,
 	}
-	if r.Signal != 0 {
-		j.SignalName = signalName(r.Signal)
-	}
+	j.SignalName = r.SignalName()
 	return json.Marshal(j)
+}
+
+// SignalName is the conventional name of the signal that ended the
+// command, such as "SIGKILL", or "" when none did.
+func (r *Result) SignalName() string {
+	if r.Signal == 0 {
+		return ""
+	}
+	return signalName(r.Signal)
 }

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hutchbox/hutch/rootfs"
 	"github.com/hutchbox/hutch/sandbox"
 )
@@ -442,9 +440,7 @@ func caseVerdict(res *sandbox.Result, mode, want string) caseResult {
 		MemoryPeakBytes: res.MemoryPeak,
 		ExitCode:        res.ExitCode,
 	}
-	if res.Signal != 0 {
-		cr.Signal = unix.SignalName(res.Signal)
-	}
+	cr.Signal = res.SignalName()
 	switch res.Status {
 	case sandbox.OK:
 		if outputMatches(mode, res.Stdout, want) {

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hutchbox/hutch/rootfs"
 	"github.com/hutchbox/hutch/sandbox"
 )
@@ -209,9 +207,7 @@ func response(res *sandbox.Result, limits sandbox.Limits) *runResponse {
 		WallTimeMS:      res.WallTime.Milliseconds(),
 		MemoryPeakBytes: res.MemoryPeak,
 	}
-	if res.Signal != 0 {
-		out.Signal = unix.SignalName(res.Signal)
-	}
+	out.Signal = res.SignalName()
 	switch res.Status {
 	case sandbox.OK:
 		out.Message = "the script exited normally"

@@ -111,7 +111,20 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 	if err != nil {
 		return nil, err
 	}
-	filter, err := c.Syscalls.program()
+	// A pool's sandbox may serve several runs (see reusable). Its init
+	// then installs the long part of the filter once, and each command
+	// the part about the calls init goes on making, on top: the whole
+	// filter is not needed.
+	reuse := mode == awaitCommand && cg == nil && c.WritableLayer == "" && reusable(userNS, cred)
+	var (
+		filter *seccomp.Program
+		split  *splitFilter
+	)
+	if reuse {
+		split, err = c.Syscalls.split()
+	} else {
+		filter, err = c.Syscalls.program()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +181,10 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 	if err != nil {
 		return nil, err
 	}
-	// A pool's sandbox may serve several runs (see reusable). Init then
-	// keeps a directory on each writable filesystem open, and
-	// ns_last_pid, in slots after the binds'.
+	// A sandbox that may serve several runs has its init keep a directory
+	// on each writable filesystem open, and ns_last_pid, in slots after
+	// the binds'.
 	all := append(imageBinds(spec.Binds), binds...)
-	reuse := mode == awaitCommand && cg == nil && c.WritableLayer == "" && reusable(userNS, cred)
 	var writableSlots []int
 	var lastPidSlot int
 	nextSlot := len(all)
@@ -336,21 +348,13 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 		cfg.Deferred = true
 		cfg.Path, cfg.Argv, cfg.Env = nil, nil, nil
 	}
-	pl := &plan{userNS: userNS, config: cfg, filter: filter, netns: netns, recycleNet: recycleNet, layer: layer}
 	if reuse {
-		pl.config.Reusable, pl.config.LastPidSlot, pl.config.WritableSlots = true, lastPidSlot, writableSlots
-		// Init installs the long part of the filter once; each command,
-		// the part about the calls init goes on making, on top.
-		split, err := c.Syscalls.split()
-		if err != nil {
-			return nil, err
-		}
+		cfg.Reusable, cfg.LastPidSlot, cfg.WritableSlots = true, lastPidSlot, writableSlots
 		if split != nil {
-			pl.split = split
-			pl.config.InitSeccomp, pl.config.Seccomp = &split.outer.Fprog, &split.inner.Fprog
+			cfg.InitSeccomp, cfg.Seccomp = &split.outer.Fprog, &split.inner.Fprog
 		}
 	}
-	return pl, nil
+	return &plan{userNS: userNS, config: cfg, filter: filter, split: split, netns: netns, recycleNet: recycleNet, layer: layer}, nil
 }
 
 // reusable says whether a pool's sandbox may serve more than one run: a

@@ -189,10 +189,12 @@ func initMain(c *childData) {
 			// From here on, init and each command until it adds its own
 			// filter make only ReusableSyscalls, which this one allows.
 			if c.noNewPrivs {
-				syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)
+				if err1 = setNoNewPrivs(); err1 != 0 {
+					idx = stageNoNewPrivs
+					goto fail
+				}
 			}
-			_, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(c.initSeccomp)))
-			if err1 != 0 {
+			if err1 = installFilter(c.initSeccomp); err1 != 0 {
 				idx = stageSeccomp
 				goto fail
 			}
@@ -589,8 +591,7 @@ func commandMain(c *childData, bornIn bool) {
 		goto fail
 	}
 	if c.noNewPrivs {
-		_, _, err1 = syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)
-		if err1 != 0 {
+		if err1 = setNoNewPrivs(); err1 != 0 {
 			idx = stageNoNewPrivs
 			goto fail
 		}
@@ -603,8 +604,7 @@ func commandMain(c *childData, bornIn bool) {
 		goto fail
 	}
 	if c.seccomp != nil {
-		_, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(c.seccomp)))
-		if err1 != 0 {
+		if err1 = installFilter(c.seccomp); err1 != 0 {
 			idx = stageSeccomp
 			goto fail
 		}
@@ -668,6 +668,27 @@ func waitGoAhead(c *childData) {
 	if err1 != 0 || r1 != 1 {
 		syscall.RawSyscall6(syscall.SYS_EXIT_GROUP, 1, 0, 0, 0, 0, 0)
 	}
+}
+
+// setNoNewPrivs sets no_new_privs, which a filter needs without
+// CAP_SYS_ADMIN.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func setNoNewPrivs() syscall.Errno {
+	_, _, err1 := syscall.RawSyscall6(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)
+	return err1
+}
+
+// installFilter installs the seccomp filter f on the calling thread.
+//
+//go:nosplit
+//go:norace
+//go:nocheckptr
+func installFilter(f *unix.SockFprog) syscall.Errno {
+	_, _, err1 := syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(f)))
+	return err1
 }
 
 // dropBoundingSet empties the capability bounding set, whose highest

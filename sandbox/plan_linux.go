@@ -120,9 +120,12 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 		filter *seccomp.Program
 		split  *splitFilter
 	)
-	if reuse {
+	switch {
+	case reuse && c.split != nil:
+		split = c.split
+	case reuse:
 		split, err = c.Syscalls.split()
-	} else {
+	default:
 		filter, err = c.Syscalls.program()
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,8 @@ type pooledSandbox struct {
 
 // NewPool starts keeping size sandboxes of img ready. tmpl, which may be
 // nil, holds what every run of the pool shares: Hostname, Binds, Network,
-// Credential, Syscalls and Limits.Disk; the rest of it is ignored. The
+// Credential, Syscalls and Limits.Disk, copied (later changes to tmpl do
+// not reach the pool); the rest of it is ignored. The
 // sandboxes are prepared in the background, one goroutine each.
 //
 // A sandbox serves another run only when its run left it as its setup
@@ -104,8 +106,8 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 	}
 	t := Cmd{}
 	if tmpl != nil {
-		t = Cmd{Hostname: tmpl.Hostname, Binds: tmpl.Binds, Network: tmpl.Network,
-			Credential: tmpl.Credential, Syscalls: tmpl.Syscalls, Limits: Limits{Disk: tmpl.Limits.Disk}}
+		t = Cmd{Hostname: tmpl.Hostname, Binds: slices.Clone(tmpl.Binds), Network: tmpl.Network,
+			Credential: tmpl.Credential.clone(), Syscalls: tmpl.Syscalls.clone(), Limits: Limits{Disk: tmpl.Limits.Disk}}
 	}
 	t.Image, t.Args = img, []string{"-"}
 	if err := t.validate(false); err != nil {
@@ -123,6 +125,8 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 	if pl.netns != nil {
 		ns.RecycleNetwork(pl.netns)
 	}
+	// Every reusable sandbox installs this same split filter.
+	t.split = pl.split
 	collectGarbageOnce()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{tmpl: t, spec: spec, ready: make(chan *pooledSandbox), ctx: ctx, cancel: cancel}

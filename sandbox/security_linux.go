@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -38,6 +39,23 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 		return nil, nil
 	}
 	return assembled(p.Program())
+}
+
+// clone is a copy of f that shares nothing with it.
+func (f *SyscallFilter) clone() *SyscallFilter {
+	if f == nil {
+		return nil
+	}
+	return &SyscallFilter{Allow: slices.Clone(f.Allow), Deny: slices.Clone(f.Deny),
+		Replace: slices.Clone(f.Replace), Disable: f.Disable}
+}
+
+// clone is a copy of c that shares nothing with it.
+func (c *Credential) clone() *Credential {
+	if c == nil {
+		return nil
+	}
+	return &Credential{UID: c.UID, GID: c.GID, Groups: slices.Clone(c.Groups)}
 }
 
 // policy is the policy f, not nil, describes; nil when f disables the

@@ -1,0 +1,46 @@
+package sandbox
+
+import (
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hutchbox/hutch/internal/testenv"
+	"github.com/hutchbox/hutch/rootfs"
+)
+
+// A pool splits and assembles its own filter once: every sandbox it
+// prepares installs that one split, and a change to the caller's template
+// after NewPool does not reach the pool.
+func TestPoolFilterSplitOnce(t *testing.T) {
+	if os.Geteuid() != 0 || !haveLastPid() {
+		t.Skip("a pool's sandboxes serve one run each here: no split filter")
+	}
+	img := rootfs.Dir(testenv.BusyboxRoot(t))
+	filter := &SyscallFilter{Deny: []string{"chmod"}}
+	tmpl := &Cmd{Syscalls: filter}
+	p, err := NewPool(img, 2, tmpl)
+	require.NoError(t, err)
+	filter.Deny[0] = "fchmodat"
+	filter.Allow = append(filter.Allow, "unshare")
+	require.NotNil(t, p.tmpl.split, "NewPool split the filter")
+	assert.Equal(t, []string{"chmod"}, p.tmpl.Syscalls.Deny, "the pool kept its own copy")
+	assert.Nil(t, p.tmpl.Syscalls.Allow)
+
+	var taken []*pooledSandbox
+	for range 2 {
+		ps := <-p.ready
+		taken = append(taken, ps)
+		assert.Same(t, p.tmpl.split, ps.plan.split, "a prepared sandbox installs the pool's split")
+		assert.Same(t, p.tmpl.split.outer, ps.plan.split.outer)
+		assert.Nil(t, ps.plan.filter, "nothing assembled the whole filter")
+	}
+	// Taken and never run, the sandboxes are left to the test once the
+	// pool has closed.
+	require.NoError(t, p.Close())
+	for _, ps := range taken {
+		ps.discard()
+	}
+}

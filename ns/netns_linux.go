@@ -159,12 +159,6 @@ func NetworkEmpty(f *os.File) bool {
 	return empty
 }
 
-// NetworkEmptyOf is NetworkEmpty for the network namespace of the live
-// process pid, read through /proc/PID/net without joining it.
-func NetworkEmptyOf(pid int) bool {
-	return socketsZero("/proc/" + strconv.Itoa(pid) + "/net/")
-}
-
 // socketsZero reports whether the socket counts in dir (a /proc/.../net/
 // directory) are all 0.
 func socketsZero(dir string) bool {
@@ -177,8 +171,8 @@ func socketsZero(dir string) bool {
 }
 
 // SocketCounts reads the socket counts of one network namespace through
-// its /proc files opened once: a check is then two reads, without the
-// lookups, opens and closes of NetworkEmptyOf. The open files keep the
+// its /proc files opened once: a check is then two reads, without a path
+// lookup, an open and a close per file each time. The open files keep the
 // namespace in being until Close.
 type SocketCounts struct {
 	fds []int

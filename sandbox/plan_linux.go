@@ -120,12 +120,9 @@ func (c *Cmd) plan(spec *rootfs.Spec, mode planMode, cg *cgroup.Config) (_ *plan
 		filter *seccomp.Program
 		split  *splitFilter
 	)
-	switch {
-	case reuse && c.split != nil:
-		split = c.split
-	case reuse:
+	if reuse {
 		split, err = c.Syscalls.split()
-	default:
+	} else {
 		filter, err = c.Syscalls.program()
 	}
 	if err != nil {

@@ -125,8 +125,6 @@ func NewPool(img rootfs.Image, size int, tmpl *Cmd) (*Pool, error) {
 	if pl.netns != nil {
 		ns.RecycleNetwork(pl.netns)
 	}
-	// Every reusable sandbox installs this same split filter.
-	t.split = pl.split
 	collectGarbageOnce()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{tmpl: t, spec: spec, ready: make(chan *pooledSandbox), ctx: ctx, cancel: cancel}

@@ -146,9 +146,6 @@ type Cmd struct {
 
 	// sandbox, set by Sandbox.Command, runs the command in that sandbox.
 	sandbox *Sandbox
-	// split, set in a pool's template, is its filter split for reusable
-	// sandboxes, assembled once by NewPool.
-	split *splitFilter
 }
 
 // Network says which network a sandbox has.

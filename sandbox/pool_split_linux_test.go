@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,17 +32,27 @@ func TestPoolFilterSplitOnce(t *testing.T) {
 	assert.Equal(t, []string{"chmod"}, p.tmpl.Syscalls.Deny, "the pool kept its own copy")
 	assert.Nil(t, p.tmpl.Syscalls.Allow)
 
+	// Taken and never run, the sandboxes are left to the test once the
+	// pool has closed.
 	var taken []*pooledSandbox
+	t.Cleanup(func() {
+		p.Close()
+		for _, ps := range taken {
+			ps.discard()
+		}
+	})
 	for range 2 {
-		ps := <-p.ready
+		var ps *pooledSandbox
+		select {
+		case ps = <-p.ready:
+		case <-time.After(time.Minute):
+			p.errMu.Lock()
+			err := p.err
+			p.errMu.Unlock()
+			t.Fatalf("no sandbox ready after a minute; last error: %v", err)
+		}
 		taken = append(taken, ps)
 		assert.Same(t, split, ps.plan.split, "a prepared sandbox installs the pool's split")
 		assert.Nil(t, ps.plan.filter, "nothing assembled the whole filter")
-	}
-	// Taken and never run, the sandboxes are left to the test once the
-	// pool has closed.
-	require.NoError(t, p.Close())
-	for _, ps := range taken {
-		ps.discard()
 	}
 }

@@ -35,6 +35,9 @@ type system struct {
 	// missing are the controllers hutch needs that the machine lacks: not
 	// mounted (v1) or not in the root's cgroup.controllers (v2).
 	missing []string
+	// rootFDs hold roots open (see at).
+	rootFDsOnce sync.Once
+	rootFDs     []int
 }
 
 // v2Controllers are the controllers New enables for its groups on v2.
@@ -286,7 +289,7 @@ func New(cfg Config) (*Manager, error) {
 	undo := func() {
 		m.rmdir()
 		for i := len(madeParents) - 1; i >= 0; i-- {
-			unix.Rmdir(madeParents[i]) // EBUSY: another group appeared in it; keep it
+			rmdir(madeParents[i]) // EBUSY: another group appeared in it; keep it
 		}
 	}
 	_, ready := readyParents.Load(parent)
@@ -304,7 +307,7 @@ func New(cfg Config) (*Manager, error) {
 			ready = true
 		}
 		dir := m.dirs[made]
-		err := unix.Mkdir(dir, 0o755)
+		err := mkdir(dir, 0o755)
 		if err == unix.ENOENT && !retried {
 			// The parent was removed since this process made it.
 			retried = true
@@ -415,7 +418,7 @@ func (s *system) makeParent(parent string) (made []string, err error) {
 				break
 			}
 			dir += "/" + elems[i]
-			switch err := unix.Mkdir(dir, 0o755); err {
+			switch err := mkdir(dir, 0o755); err {
 			case nil:
 				made = append(made, dir)
 			case unix.EEXIST:
@@ -993,7 +996,7 @@ func (m *Manager) Delete() error {
 
 func rmdirRetry(dir string, deadline time.Time) error {
 	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		err := unix.Rmdir(dir)
+		err := rmdir(dir)
 		if err == nil || err == unix.ENOENT {
 			return nil
 		}
@@ -1007,7 +1010,7 @@ func rmdirRetry(dir string, deadline time.Time) error {
 // rmdir removes the group's directories once each, for undoing New.
 func (m *Manager) rmdir() {
 	for i := len(m.dirs) - 1; i >= 0; i-- {
-		unix.Rmdir(m.dirs[i])
+		rmdir(m.dirs[i])
 	}
 }
 

@@ -972,3 +972,27 @@ func BenchmarkAddProc(b *testing.B) {
 		}
 	}
 }
+
+// Paths below a hierarchy's root resolve from a descriptor of the root
+// the process holds; the root itself, a sibling whose name starts alike
+// and any other path resolve as they are.
+func TestAt(t *testing.T) {
+	s := detected()
+	if s.mode == Unavailable {
+		t.Skip("no cgroup file system")
+	}
+	r := s.roots[len(s.roots)-1]
+	fd, rel := at(r + "/hutch/run-1/tasks")
+	require.NotEqual(t, unix.AT_FDCWD, fd)
+	assert.Equal(t, "hutch/run-1/tasks", rel)
+	var st, want unix.Stat_t
+	require.NoError(t, unix.Fstat(fd, &st))
+	require.NoError(t, unix.Stat(r, &want))
+	assert.Equal(t, want.Ino, st.Ino, "the descriptor is the root's")
+	assert.Equal(t, want.Dev, st.Dev)
+	for _, p := range []string{r, r + "/", r + "x/tasks", "/proc/self/cgroup", "relative/" + r} {
+		fd, rel := at(p)
+		assert.Equal(t, unix.AT_FDCWD, fd, p)
+		assert.Equal(t, p, rel)
+	}
+}

@@ -69,8 +69,9 @@ func writeFile(path string, data []byte) error {
 }
 
 func open(path string, mode int) (int, error) {
+	dirfd, rel := at(path)
 	for {
-		fd, err := unix.Open(path, mode|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(dirfd, rel, mode|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -79,6 +80,54 @@ func open(path string, mode int) (int, error) {
 		}
 		return fd, nil
 	}
+}
+
+// at resolves path, absolute, for a *at system call: below the root of a
+// hierarchy, relative to a descriptor of that root that the process keeps
+// open. A walk from /, through sysfs and the cgroup file system, leaves
+// the kernel's lockless path walk (kernfs checks permissions and
+// revalidates names under its lock, which groups being made and removed
+// hold too): each component skipped is a lock taken less. Other paths,
+// or when the root cannot be opened, resolve as they are.
+func at(path string) (dirfd int, rel string) {
+	s := detected()
+	for i, r := range s.roots {
+		if len(path) > len(r)+1 && path[len(r)] == '/' && path[:len(r)] == r {
+			if fd := s.rootFD(i); fd >= 0 {
+				return fd, path[len(r)+1:]
+			}
+			break
+		}
+	}
+	return unix.AT_FDCWD, path
+}
+
+// rootFD is a descriptor (O_PATH) of s.roots[i], opened on first use and
+// kept for the process's life; -1 if it cannot be opened.
+func (s *system) rootFD(i int) int {
+	s.rootFDsOnce.Do(func() {
+		s.rootFDs = make([]int, len(s.roots))
+		for j, r := range s.roots {
+			fd, err := unix.Open(r, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				fd = -1
+			}
+			s.rootFDs[j] = fd
+		}
+	})
+	return s.rootFDs[i]
+}
+
+// mkdir makes the directory path (see at).
+func mkdir(path string, mode uint32) error {
+	dirfd, rel := at(path)
+	return unix.Mkdirat(dirfd, rel, mode)
+}
+
+// rmdir removes the directory path (see at).
+func rmdir(path string) error {
+	dirfd, rel := at(path)
+	return unix.Unlinkat(dirfd, rel, unix.AT_REMOVEDIR)
 }
 
 // openFile is open for a file the caller keeps: os.OpenFile would try,

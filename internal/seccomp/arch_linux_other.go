@@ -10,4 +10,4 @@ const (
 	x32Bit    = 0
 )
 
-var syscallNumbers = map[string]uint32{}
+var syscallTable [0]sysEntry

@@ -187,17 +187,17 @@ func conditional() []Rule {
 func DefaultPolicy() *Policy {
 	p := &Policy{DefaultAction: Errno(unix.EPERM)}
 	for _, name := range allowed {
-		if _, ok := syscallNumbers[name]; ok {
+		if _, ok := syscallNumbers()[name]; ok {
 			p.Rules = append(p.Rules, Rule{Syscall: name, Action: Allow})
 		}
 	}
 	for _, name := range denied {
-		if _, ok := syscallNumbers[name]; ok {
+		if _, ok := syscallNumbers()[name]; ok {
 			p.Rules = append(p.Rules, Rule{Syscall: name, Action: Errno(unix.EPERM)})
 		}
 	}
 	for _, r := range conditional() {
-		if _, ok := syscallNumbers[r.Syscall]; ok {
+		if _, ok := syscallNumbers()[r.Syscall]; ok {
 			p.Rules = append(p.Rules, r)
 		}
 	}

@@ -206,7 +206,7 @@ func (p *Policy) set(a Action, names []string) *Policy {
 // an invalid action, an unknown system call, a malformed condition, or a
 // rule that could never apply. Errors about one rule are *RuleError.
 func (p *Policy) Validate() error {
-	if len(syscallNumbers) == 0 {
+	if len(syscallTable) == 0 {
 		return fmt.Errorf("seccomp: no filter for %s: %w", runtime.GOARCH, errors.ErrUnsupported)
 	}
 	if err := p.DefaultAction.validate(); err != nil {
@@ -215,7 +215,7 @@ func (p *Policy) Validate() error {
 	closed := make(map[string]int) // syscall -> index of its unconditional rule
 	for i, r := range p.Rules {
 		fail := func(err error) error { return &RuleError{Index: i, Syscall: r.Syscall, Err: err} }
-		if _, ok := syscallNumbers[r.Syscall]; !ok {
+		if _, ok := syscallNumbers()[r.Syscall]; !ok {
 			return fail(fmt.Errorf("%w on %s", ErrUnknownSyscall, runtime.GOARCH))
 		}
 		if err := r.Action.validate(); err != nil {
@@ -258,7 +258,7 @@ func (p *Policy) Split(names ...string) (outer, inner *Policy, err error) {
 	}
 	named := make(map[string]bool, len(names))
 	for _, name := range names {
-		if _, ok := syscallNumbers[name]; !ok {
+		if _, ok := syscallNumbers()[name]; !ok {
 			return nil, nil, fmt.Errorf("seccomp: split on %s: %w on %s", name, ErrUnknownSyscall, runtime.GOARCH)
 		}
 		named[name] = true

@@ -69,7 +69,7 @@ func (f *filterVM) run(t *testing.T, arch, nr uint32, args ...uint64) Action {
 
 func nr(t *testing.T, name string) uint32 {
 	t.Helper()
-	n, ok := syscallNumbers[name]
+	n, ok := syscallNumbers()[name]
 	require.True(t, ok, "no system call %q on %s", name, runtime.GOARCH)
 	return n
 }
@@ -231,7 +231,7 @@ func evaluate(p *Policy, arch, n uint32, args [6]uint64) Action {
 		return Errno(unix.ENOSYS)
 	}
 	for _, r := range p.Rules {
-		if syscallNumbers[r.Syscall] != n {
+		if syscallNumbers()[r.Syscall] != n {
 			continue
 		}
 		matches := true
@@ -258,7 +258,7 @@ func evaluate(p *Policy, arch, n uint32, args [6]uint64) Action {
 func interesting(p *Policy, n uint32) []uint64 {
 	vals := []uint64{0, 1, 0xffffffff, 1 << 32, 0xffffffff_ffffffff}
 	for _, r := range p.Rules {
-		if syscallNumbers[r.Syscall] != n {
+		if syscallNumbers()[r.Syscall] != n {
 			continue
 		}
 		for _, c := range r.Args {
@@ -272,7 +272,7 @@ func interesting(p *Policy, n uint32) []uint64 {
 // testPolicies returns the default policy, random policies and a long
 // one, to check assembled filters against evaluate.
 func testPolicies(rng *rand.Rand) map[string]*Policy {
-	names := slices.Sorted(maps.Keys(syscallNumbers))
+	names := slices.Sorted(maps.Keys(syscallNumbers()))
 
 	randomPolicy := func() *Policy {
 		actions := []Action{Allow, Errno(unix.EPERM), Errno(unix.EACCES), KillProcess, Log, Trap, Errno(0)}
@@ -355,7 +355,7 @@ func forEachCall(rng *rand.Rand, p *Policy, f func(n uint32, args [6]uint64)) {
 // as the kernel stacks them, decide every call as the policy does.
 func TestSplitMatchesPolicy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	names := slices.Sorted(maps.Keys(syscallNumbers))
+	names := slices.Sorted(maps.Keys(syscallNumbers()))
 	// The kernel runs every filter and keeps the answer whose action
 	// comes first in its order of precedence (the lowest as a signed
 	// number: kill-process, kill-thread, trap, errno, ..., log, allow),
@@ -434,7 +434,7 @@ func TestDefaultPolicyNames(t *testing.T) {
 	}
 	for _, list := range [][]string{allowed, denied} {
 		for _, name := range list {
-			_, ok := syscallNumbers[name]
+			_, ok := syscallNumbers()[name]
 			assert.True(t, ok, "%q is not an amd64 system call", name)
 		}
 	}
@@ -537,7 +537,7 @@ func TestValidate(t *testing.T) {
 
 func TestProgramTooLong(t *testing.T) {
 	p := &Policy{DefaultAction: Errno(unix.EPERM)}
-	for name := range syscallNumbers {
+	for name := range syscallNumbers() {
 		for v := range 3 {
 			p.Rules = append(p.Rules, Rule{Syscall: name, Action: Allow, Args: []ArgCond{{Op: Equal, Value: uint64(v)}}})
 		}

@@ -44,8 +44,8 @@ func (f *SyscallFilter) program() (*seccomp.Program, error) {
 	})
 }
 
-// key names what f, not nil, describes: filters with the same key
-// assemble to the same program.
+// key names what f describes, for f as policy takes it: filters with the
+// same key assemble to the same program.
 func (f *SyscallFilter) key() string {
 	var b strings.Builder
 	list := func(tag byte, names []string) {
@@ -59,9 +59,6 @@ func (f *SyscallFilter) key() string {
 			b.WriteByte(':')
 			b.WriteString(n)
 		}
-	}
-	if f.Disable {
-		b.WriteByte('0')
 	}
 	list('a', f.Allow)
 	list('d', f.Deny)
@@ -137,13 +134,10 @@ func (c *Credential) clone() *Credential {
 	return &Credential{UID: c.UID, GID: c.GID, Groups: slices.Clone(c.Groups)}
 }
 
-// policy is the policy f, not nil, describes; nil when f disables the
-// filter. (Nil f, the default, is assembled once: defaultProgram,
-// defaultSplit.)
+// policy is the policy f describes, for f neither nil (the default, see
+// defaultProgram and defaultSplit) nor disabled: program and split settle
+// those two first.
 func (f *SyscallFilter) policy() *seccomp.Policy {
-	if f.Disable {
-		return nil
-	}
 	p := seccomp.DefaultPolicy()
 	if f.Replace != nil {
 		p = &seccomp.Policy{DefaultAction: seccomp.Errno(syscall.EPERM)}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -55,19 +56,11 @@ func TestFilterCache(t *testing.T) {
 
 	// The cache stays bounded (each of these has a key of its own).
 	for i := range filterCacheSize + 5 {
-		_, err := (&SyscallFilter{Allow: append([]string{"ptrace"}, repeat("read", i)...)}).program()
+		_, err := (&SyscallFilter{Allow: append([]string{"ptrace"}, slices.Repeat([]string{"read"}, i)...)}).program()
 		require.NoError(t, err)
 	}
 	assembledFilters.mu.Lock()
 	n := len(assembledFilters.m)
 	assembledFilters.mu.Unlock()
 	assert.LessOrEqual(t, n, filterCacheSize)
-}
-
-func repeat(s string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
 }
